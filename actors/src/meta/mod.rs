@@ -1,0 +1,9 @@
+//! The meta server: `ServerState` owns the cluster map and persists every change before applying it;
+//! placement decides where a new table's replicas go.
+
+pub mod persist;
+pub mod placement;
+mod server_state;
+
+pub use persist::{LoadError, LoadedState, StoreLayout};
+pub use server_state::{MetaParams, ServerState};

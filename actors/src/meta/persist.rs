@@ -1,0 +1,202 @@
+//! How the cluster map sits in the meta store (readable with `zkCli` when the store is ZooKeeper):
+//!
+//! ```text
+//!  <cluster_root>                    {"next_app_id": 3}
+//!  <cluster_root>/apps/<app_id>      AppInfo as JSON
+//!  <cluster_root>/apps/<app_id>/<i>  PartitionConfig of partition i as JSON
+//! ```
+//!
+//! Creating a table is one transaction (root, table and every partition); every later change of a
+//! partition is one write of its node.
+
+use aerie_common::{AppId, Gpid};
+use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
+use aerie_proto::meta::{AppInfo, AppState, PartitionConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct StoreLayout {
+    root: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RootData {
+    next_app_id: AppId,
+}
+
+/// What the meta loads at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedState {
+    pub apps: BTreeMap<AppId, AppState>,
+    pub next_app_id: AppId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] MetaStoreError),
+    #[error("meta store node {path} holds invalid data: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).expect("meta types serialize")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(path: &str, bytes: &[u8]) -> Result<T, LoadError> {
+    serde_json::from_slice(bytes).map_err(|e| LoadError::Invalid {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl StoreLayout {
+    pub fn new(root: &str) -> Self {
+        StoreLayout {
+            root: root.to_string(),
+        }
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    fn apps(&self) -> String {
+        format!("{}/apps", self.root)
+    }
+
+    fn app(&self, app_id: AppId) -> String {
+        format!("{}/apps/{app_id}", self.root)
+    }
+
+    fn partition(&self, gpid: Gpid) -> String {
+        format!("{}/apps/{}/{}", self.root, gpid.app_id, gpid.pidx)
+    }
+
+    /// One transaction that records a new table with all its partitions.
+    pub fn create_app_ops(
+        &self,
+        app: &AppInfo,
+        partitions: &[PartitionConfig],
+        next_app_id: AppId,
+    ) -> Vec<StoreOp> {
+        let mut ops = vec![
+            StoreOp::Set {
+                path: self.root.clone(),
+                data: to_json(&RootData { next_app_id }),
+                expected: None,
+            },
+            StoreOp::Create {
+                path: self.app(app.app_id),
+                data: to_json(app),
+            },
+        ];
+        ops.extend(partitions.iter().map(|p| StoreOp::Create {
+            path: self.partition(p.gpid),
+            data: to_json(p),
+        }));
+        ops
+    }
+
+    pub fn set_app_op(&self, app: &AppInfo) -> StoreOp {
+        StoreOp::Set {
+            path: self.app(app.app_id),
+            data: to_json(app),
+            expected: None,
+        }
+    }
+
+    pub fn set_partition_op(&self, config: &PartitionConfig) -> StoreOp {
+        StoreOp::Set {
+            path: self.partition(config.gpid),
+            data: to_json(config),
+            expected: None,
+        }
+    }
+
+    /// Reads every table and partition configuration.
+    pub async fn load(&self, store: &dyn MetaStore) -> Result<LoadedState, LoadError> {
+        store.ensure_path(&self.apps()).await?;
+        let root_data = match store.get(&self.root).await? {
+            Some((bytes, _)) if !bytes.is_empty() => from_json::<RootData>(&self.root, &bytes)?,
+            _ => RootData { next_app_id: 1 },
+        };
+        let mut state = LoadedState {
+            apps: BTreeMap::new(),
+            next_app_id: root_data.next_app_id.max(1),
+        };
+        for child in store.children(&self.apps()).await? {
+            let app_path = format!("{}/{child}", self.apps());
+            let app_id: AppId = child.parse().map_err(|_| LoadError::Invalid {
+                path: app_path.clone(),
+                reason: "not a table id".into(),
+            })?;
+            let Some((bytes, _)) = store.get(&app_path).await? else {
+                continue;
+            };
+            let info: AppInfo = from_json(&app_path, &bytes)?;
+            let mut partitions = Vec::with_capacity(info.partition_count as usize);
+            for pidx in 0..info.partition_count {
+                let path = self.partition(Gpid::new(app_id, pidx));
+                let Some((bytes, _)) = store.get(&path).await? else {
+                    return Err(LoadError::Invalid {
+                        path,
+                        reason: "partition configuration is missing".into(),
+                    });
+                };
+                partitions.push(from_json::<PartitionConfig>(&path, &bytes)?);
+            }
+            state.next_app_id = state.next_app_id.max(app_id + 1);
+            state.apps.insert(app_id, AppState { info, partitions });
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_metastore::MemoryStore;
+    use aerie_proto::meta::AppStatus;
+
+    #[tokio::test]
+    async fn created_tables_load_back() {
+        let store = MemoryStore::new();
+        let layout = StoreLayout::new("/aerie/test");
+        assert_eq!(layout.load(&store).await.unwrap().next_app_id, 1);
+        let app = AppInfo {
+            app_id: 1,
+            app_name: "t".into(),
+            status: AppStatus::Available,
+            partition_count: 2,
+            max_replica_count: 3,
+            create_time_secs: 5,
+            drop_time_secs: None,
+            envs: Default::default(),
+        };
+        let partitions: Vec<_> = (0..2)
+            .map(|i| PartitionConfig::empty(Gpid::new(1, i), 3))
+            .collect();
+        store
+            .transaction(layout.create_app_ops(&app, &partitions, 2))
+            .await
+            .unwrap();
+        let mut changed = partitions[1].clone();
+        changed.ballot = 7;
+        store
+            .transaction(vec![layout.set_partition_op(&changed)])
+            .await
+            .unwrap();
+
+        let loaded = layout.load(&store).await.unwrap();
+        assert_eq!(loaded.next_app_id, 2);
+        assert_eq!(loaded.apps[&1].info, app);
+        assert_eq!(loaded.apps[&1].partitions[1].ballot, 7);
+        let (json, _) = store.get("/aerie/test/apps/1/1").await.unwrap().unwrap();
+        assert!(
+            String::from_utf8(json).unwrap().contains("\"ballot\": 7"),
+            "stored as readable JSON"
+        );
+    }
+}

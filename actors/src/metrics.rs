@@ -1,0 +1,113 @@
+//! Metrics of the meta server and the replica servers, registered once per process. Replica metrics
+//! carry a `node` label because `--role all` runs several replica servers in one process.
+
+use prometheus::{
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec,
+};
+use std::sync::LazyLock;
+
+pub static REPLICA_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_requests_total",
+        "Client requests served by primaries, by operation and outcome.",
+        &["node", "op", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REPLICA_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "aerie_replica_request_duration_seconds",
+        "Time from a client request's arrival at the primary to its answer, by operation.",
+        &["op"],
+        exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets")
+    )
+    .expect("metric registers once")
+});
+
+pub static REPLICA_COUNT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_replica_replicas",
+        "Replicas hosted by a replica server, by role.",
+        &["node", "role"]
+    )
+    .expect("metric registers once")
+});
+
+pub static LOG_WRITTEN_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_log_written_bytes_total",
+        "Bytes appended to mutation logs.",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static LOG_GROUP_COMMITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_log_group_commits_total",
+        "Group commits (one write and, in fsync mode, one fdatasync each) of mutation logs.",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static MUTATIONS_COMMITTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_mutations_committed_total",
+        "Mutations committed and applied, by role of the replica that applied them.",
+        &["node", "role"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_TABLES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "aerie_meta_tables",
+        "Available tables known to the meta server."
+    )
+    .expect("metric registers once")
+});
+
+pub static META_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("aerie_meta_partitions", "Partitions of available tables.")
+        .expect("metric registers once")
+});
+
+pub static META_PARTITION_HEALTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_meta_partitions_by_health",
+        "Partitions of available tables by health class.",
+        &["health"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_NODES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_meta_nodes",
+        "Replica servers known to the meta server, by status.",
+        &["status"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_STORE_WRITES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_meta_store_writes_total",
+        "Transactions written to the meta store, by outcome.",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_REPLICA_STDDEV: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "aerie_meta_replicas_per_node_stddev",
+        "Standard deviation of replica counts across alive nodes, by kind (primary, total).",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});

@@ -1,0 +1,30 @@
+//! Messages a replica server sends to its `Replica` actors (besides the RPC requests it forwards).
+
+use actix::Message;
+use aerie_common::WireResult;
+use aerie_proto::meta::{AppInfo, PartitionConfig};
+use aerie_proto::replica::ReplicaInfo;
+
+/// Serve the partition as this configuration says.
+pub struct UpdateConfig {
+    pub app: AppInfo,
+    pub config: PartitionConfig,
+}
+
+impl Message for UpdateConfig {
+    type Result = WireResult<()>;
+}
+
+/// A snapshot of the replica's state.
+pub struct GetInfo;
+
+impl Message for GetInfo {
+    type Result = ReplicaInfo;
+}
+
+/// Stop serving, sync the log, flush memtables, and stop the actor.
+pub struct Close;
+
+impl Message for Close {
+    type Result = ();
+}

@@ -1,0 +1,315 @@
+//! A replica on disk and how it comes back after a restart.
+//!
+//! ```text
+//!  <data_dir>/replica/<app_id>.<pidx>/
+//!      manifest.json   table, gpid, last known ballot (enough to reopen before the meta answers)
+//!      rdb/            RocksDB: the data and, in the same batches, the last applied decree
+//!      plog/           the mutation log
+//! ```
+//!
+//! Opening replays the log: mutations up to the committed point (the largest `last_committed` any
+//! logged mutation carries, or the applied decree) are applied; later ones are only prepared, and stay
+//! in the prepare list until a primary commits them. A gap below the committed point means the log
+//! lost committed data, and the replica refuses to open rather than serve a hole.
+
+use aerie_common::{Ballot, Decree, Gpid};
+use aerie_proto::meta::AppInfo;
+use aerie_proto::replica::Mutation;
+use aerie_storage::{Engine, EngineOptions, LogOptions, MutationLog, StorageError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaManifest {
+    pub gpid: Gpid,
+    pub app: AppInfo,
+    pub ballot: Ballot,
+}
+
+pub struct OpenedReplica {
+    pub dir: PathBuf,
+    pub manifest: ReplicaManifest,
+    pub engine: Arc<Engine>,
+    pub log: MutationLog,
+    pub last_committed: Decree,
+    /// Logged but not known to be committed, in decree order.
+    pub uncommitted: Vec<Arc<Mutation>>,
+    /// Mutations applied from the log while opening.
+    pub replayed: usize,
+    pub truncated_bytes: u64,
+}
+
+const MANIFEST: &str = "manifest.json";
+const REPLAY_BATCH: usize = 512;
+
+pub fn replicas_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("replica")
+}
+
+pub fn replica_dir(data_dir: &Path, gpid: Gpid) -> PathBuf {
+    replicas_root(data_dir).join(format!("{}.{}", gpid.app_id, gpid.pidx))
+}
+
+/// The replica directories under a data dir (set-aside ones excluded).
+pub fn list_replica_dirs(data_dir: &Path) -> Result<Vec<(Gpid, PathBuf)>, StorageError> {
+    let root = replicas_root(data_dir);
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for entry in fs::read_dir(&root).map_err(io_err(&root))? {
+        let entry = entry.map_err(io_err(&root))?;
+        if let Some(gpid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Gpid>().ok())
+        {
+            found.push((gpid, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { path, source }
+}
+
+/// Writes the manifest atomically (temporary file, fsync, rename, fsync of the directory).
+pub fn write_manifest(dir: &Path, manifest: &ReplicaManifest) -> Result<(), StorageError> {
+    let tmp = dir.join("manifest.json.tmp");
+    let text =
+        serde_json::to_vec_pretty(manifest).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    {
+        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        std::io::Write::write_all(&mut file, &text).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_err(dir))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn read_manifest(dir: &Path) -> Result<ReplicaManifest, StorageError> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read(&path).map_err(io_err(&path))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Creates an empty replica.
+pub fn create_replica(
+    dir: &Path,
+    manifest: &ReplicaManifest,
+    engine_options: &EngineOptions,
+    log_options: LogOptions,
+) -> Result<OpenedReplica, StorageError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    if let Some(parent) = dir.parent() {
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    write_manifest(dir, manifest)?;
+    open_replica(dir, engine_options, log_options)
+}
+
+/// Opens a replica and brings its data up to the committed point recorded in its log.
+pub fn open_replica(
+    dir: &Path,
+    engine_options: &EngineOptions,
+    log_options: LogOptions,
+) -> Result<OpenedReplica, StorageError> {
+    let mut manifest = read_manifest(dir)?;
+    let engine = Engine::open(&dir.join("rdb"), engine_options)?;
+    let applied = engine.last_applied_decree()?;
+    let replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
+
+    // A later record for a decree replaces an earlier one (an uncommitted entry re-proposed).
+    let mut by_decree: BTreeMap<Decree, Mutation> = BTreeMap::new();
+    for mutation in replayed_log.mutations {
+        manifest.ballot = manifest.ballot.max(mutation.ballot);
+        by_decree.insert(mutation.decree, mutation);
+    }
+    let committed = by_decree
+        .values()
+        .map(|m| m.last_committed)
+        .max()
+        .unwrap_or(0)
+        .max(applied);
+    let mut to_apply = Vec::new();
+    for decree in applied + 1..=committed {
+        match by_decree.remove(&decree) {
+            Some(mutation) => to_apply.push(mutation),
+            None => {
+                return Err(StorageError::Corrupt(format!(
+                    "replica {}: committed decree {decree} is missing from the log (applied {applied}, committed {committed})",
+                    manifest.gpid
+                )))
+            }
+        }
+    }
+    for chunk in to_apply.chunks(REPLAY_BATCH) {
+        engine.apply(chunk)?;
+    }
+    Ok(OpenedReplica {
+        dir: dir.to_path_buf(),
+        manifest,
+        engine: Arc::new(engine),
+        log: replayed_log.log,
+        last_committed: committed,
+        uncommitted: by_decree.into_values().map(Arc::new).collect(),
+        replayed: to_apply.len(),
+        truncated_bytes: replayed_log.truncated_bytes,
+    })
+}
+
+/// Moves a replica out of the way (kept for inspection): `<dir>.<unix_secs>.gar`.
+pub fn set_aside(dir: &Path) -> Result<PathBuf, StorageError> {
+    let name = format!(
+        "{}.{}.gar",
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("replica"),
+        aerie_common::clock::wall_secs_now()
+    );
+    let target = dir.with_file_name(name);
+    fs::rename(dir, &target).map_err(io_err(dir))?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_proto::data::{ReadOp, ReadResult, WriteOp};
+    use aerie_proto::meta::AppStatus;
+
+    fn manifest() -> ReplicaManifest {
+        ReplicaManifest {
+            gpid: Gpid::new(1, 0),
+            app: AppInfo {
+                app_id: 1,
+                app_name: "t".into(),
+                status: AppStatus::Available,
+                partition_count: 1,
+                max_replica_count: 3,
+                create_time_secs: 0,
+                drop_time_secs: None,
+                envs: Default::default(),
+            },
+            ballot: 1,
+        }
+    }
+
+    fn mutation(decree: Decree, last_committed: Decree) -> Mutation {
+        Mutation {
+            gpid: Gpid::new(1, 0),
+            ballot: 1,
+            decree,
+            last_committed,
+            timestamp_secs: 0,
+            ops: vec![WriteOp::Put {
+                hash_key: format!("k{decree}").into_bytes(),
+                sort_key: vec![],
+                value: b"v".to_vec(),
+                ttl_secs: 0,
+            }],
+        }
+    }
+
+    const LOG: LogOptions = LogOptions {
+        segment_bytes: 1 << 20,
+        sync: false,
+    };
+
+    fn engine_options() -> EngineOptions {
+        EngineOptions::new(1 << 20, 32 << 20, 1 << 20)
+    }
+
+    #[test]
+    fn reopening_applies_committed_mutations_and_keeps_the_rest_prepared() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        // Decrees 1..=4 logged; the newest record says 3 is committed; nothing applied yet.
+        opened
+            .log
+            .append(&[
+                mutation(1, 0),
+                mutation(2, 1),
+                mutation(3, 2),
+                mutation(4, 3),
+            ])
+            .unwrap();
+        drop(opened);
+
+        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        assert_eq!(opened.last_committed, 3);
+        assert_eq!(opened.replayed, 3);
+        assert_eq!(
+            opened
+                .uncommitted
+                .iter()
+                .map(|m| m.decree)
+                .collect::<Vec<_>>(),
+            vec![4]
+        );
+        assert_eq!(opened.engine.last_applied_decree().unwrap(), 3);
+        let get = |k: &str| {
+            opened
+                .engine
+                .read(
+                    &ReadOp::Get {
+                        hash_key: k.into(),
+                        sort_key: vec![],
+                    },
+                    0,
+                )
+                .unwrap()
+        };
+        assert_eq!(get("k3"), ReadResult::Value(Some(b"v".to_vec())));
+        assert_eq!(
+            get("k4"),
+            ReadResult::Value(None),
+            "an uncommitted mutation must not be applied"
+        );
+        assert_eq!(
+            list_replica_dirs(root.path()).unwrap(),
+            vec![(Gpid::new(1, 0), dir.clone())]
+        );
+    }
+
+    #[test]
+    fn a_hole_below_the_committed_point_refuses_to_open() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        opened
+            .log
+            .append(&[mutation(1, 0), mutation(3, 2)])
+            .unwrap();
+        drop(opened);
+        let err = open_replica(&dir, &engine_options(), LOG)
+            .err()
+            .expect("must refuse");
+        assert!(
+            err.to_string().contains("committed decree 2 is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn set_aside_moves_the_replica_out_of_the_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        drop(create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap());
+        let moved = set_aside(&dir).unwrap();
+        assert!(moved.exists() && !dir.exists());
+        assert!(list_replica_dirs(root.path()).unwrap().is_empty());
+    }
+}

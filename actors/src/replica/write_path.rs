@@ -1,0 +1,444 @@
+//! The write path of SPEC.md section 7, as the `Replica` actor runs it.
+//!
+//! ```text
+//!  client ─ClientWrite─► primary: decree d = next; log(d) ∥ Prepare(d) ─► each secondary: log(d), ack
+//!                        primary: d logged here and acked by all, d-1 committed ─► commit d ─► apply ─► OK
+//!                        secondaries learn the committed point from the next Prepare or a GroupCheck
+//! ```
+//!
+//! A prepare that fails is retried after a delay while the partition's configuration is unchanged
+//! (removing an unresponsive secondary through the meta is a later step). A new primary re-proposes
+//! every uncommitted mutation under its ballot before it serves.
+
+use super::actor::{Replica, WriteWaiter};
+use super::pipelines::{Applied, LogWritten};
+use super::prepare_list::{PrepareOutcome, Reject};
+use super::validate::validate_write;
+use crate::metrics::{LOG_GROUP_COMMITS, LOG_WRITTEN_BYTES, MUTATIONS_COMMITTED};
+use actix::prelude::*;
+use aerie_common::{
+    clock::wall_secs_now, Ballot, Decree, ErrorCode, NodeAddr, WireError, WireResult,
+};
+use aerie_proto::data::{WriteOp, WriteResult};
+use aerie_proto::replica::{ClientWrite, GroupCheck, Mutation, Prepare, PrepareAck, ReplicaStatus};
+use aerie_rpc::{Inbound, RpcError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+impl Replica {
+    fn check_write_capacity(&self) -> WireResult<()> {
+        let members = self.config.as_ref().map(|c| c.replica_count()).unwrap_or(0);
+        if members < self.options.min_replicas_for_write {
+            return Err(WireError::new(
+                ErrorCode::ERR_NOT_ENOUGH_MEMBER,
+                format!(
+                    "{} has {members} replica(s); a write needs at least {}",
+                    self.gpid, self.options.min_replicas_for_write
+                ),
+            ));
+        }
+        if self.list.uncommitted_count() >= self.options.max_uncommitted {
+            return Err(WireError::new(
+                ErrorCode::ERR_BUSY,
+                format!(
+                    "{} has {} uncommitted writes; a secondary is slow or unreachable",
+                    self.gpid,
+                    self.list.uncommitted_count()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Primary: assigns the next decree to `ops`, logs it and prepares it on every secondary.
+    fn propose(&mut self, ops: Vec<WriteOp>, ctx: &mut Context<Self>) -> Decree {
+        let decree = self.next_decree;
+        self.next_decree += 1;
+        let mutation = Arc::new(Mutation {
+            gpid: self.gpid,
+            ballot: self.ballot,
+            decree,
+            last_committed: self.list.last_committed(),
+            timestamp_secs: wall_secs_now(),
+            ops,
+        });
+        let secondaries = self.secondaries();
+        self.list
+            .propose(mutation.clone(), secondaries.iter().copied());
+        self.log.enqueue(mutation.clone());
+        self.kick_log(ctx);
+        for secondary in secondaries {
+            self.send_prepare(secondary, mutation.clone(), ctx);
+        }
+        decree
+    }
+
+    fn send_prepare(&self, to: NodeAddr, mutation: Arc<Mutation>, ctx: &mut Context<Self>) {
+        let network = self.network.clone();
+        let request = Prepare {
+            mutation: Mutation {
+                // Carry the freshest committed point: it lets the secondary commit sooner.
+                last_committed: self.list.last_committed().max(mutation.last_committed),
+                ..(*mutation).clone()
+            },
+            primary: self.me,
+        };
+        let (decree, ballot) = (mutation.decree, mutation.ballot);
+        let timeout = self.options.prepare_timeout;
+        let call = async move { network.call(to, request, timeout).await };
+        ctx.spawn(
+            call.into_actor(self).map(move |answer, act, ctx| {
+                act.on_prepare_answer(to, decree, ballot, answer, ctx)
+            }),
+        );
+    }
+
+    fn on_prepare_answer(
+        &mut self,
+        from: NodeAddr,
+        decree: Decree,
+        ballot: Ballot,
+        answer: Result<WireResult<PrepareAck>, RpcError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.status != ReplicaStatus::Primary || self.ballot != ballot {
+            return;
+        }
+        let failure = match answer {
+            Ok(Ok(ack)) => {
+                self.list.ack(ack.decree, from, ack.ballot);
+                self.try_commit(ctx);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        warn!(gpid = %self.gpid, decree, ballot, secondary = %from, %failure, "prepare failed; will retry");
+        ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
+            let pending = act
+                .list
+                .get(decree)
+                .filter(|e| e.mutation.ballot == ballot && e.awaiting.contains(&from))
+                .map(|e| e.mutation.clone());
+            if let (Some(mutation), ReplicaStatus::Primary) = (pending, act.status) {
+                act.send_prepare(from, mutation, ctx);
+            }
+        });
+    }
+
+    pub(super) fn kick_log(&mut self, ctx: &mut Context<Self>) {
+        if let Some(write) = self.log.start() {
+            ctx.spawn(
+                write
+                    .into_actor(self)
+                    .map(|written, act, ctx| act.on_logged(written, ctx)),
+            );
+        }
+    }
+
+    fn on_logged(&mut self, written: LogWritten, ctx: &mut Context<Self>) {
+        self.log.finished();
+        match written.result {
+            Ok(bytes) => {
+                LOG_WRITTEN_BYTES
+                    .with_label_values(&[&self.node_label])
+                    .inc_by(bytes);
+                LOG_GROUP_COMMITS
+                    .with_label_values(&[&self.node_label])
+                    .inc();
+            }
+            Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}")),
+        }
+        for (decree, ballot) in written.written {
+            self.list.mark_logged(decree, ballot);
+            if let Some(waiters) = self.ack_waiters.remove(&decree) {
+                let (ready, later): (Vec<_>, Vec<_>) =
+                    waiters.into_iter().partition(|(b, _)| *b == ballot);
+                for (_, tx) in ready {
+                    let _ = tx.send(Ok(PrepareAck { decree, ballot }));
+                }
+                if !later.is_empty() {
+                    self.ack_waiters.insert(decree, later);
+                }
+            }
+        }
+        match self.status {
+            ReplicaStatus::Primary => self.try_commit(ctx),
+            _ => self.commit_as_secondary(ctx),
+        }
+        self.kick_log(ctx);
+    }
+
+    /// Primary: commits what is logged and acked everywhere, in decree order.
+    fn try_commit(&mut self, ctx: &mut Context<Self>) {
+        let committed = self.list.take_committable();
+        if committed.is_empty() {
+            return;
+        }
+        self.apply.enqueue(committed);
+        self.kick_apply(ctx);
+        if self.list.uncommitted_count() == 0 {
+            self.schedule_group_check(ctx);
+        }
+        if !self.serving
+            && self.list.uncommitted_count() == 0
+            && self.status == ReplicaStatus::Primary
+        {
+            self.serving = true;
+            info!(gpid = %self.gpid, ballot = self.ballot, committed = self.list.last_committed(), "primary reconciled; serving");
+        }
+    }
+
+    fn commit_as_secondary(&mut self, ctx: &mut Context<Self>) {
+        let committed = self.list.commit_up_to(self.primary_committed);
+        if !committed.is_empty() {
+            self.apply.enqueue(committed);
+            self.kick_apply(ctx);
+        }
+    }
+
+    /// Tells the secondaries the committed point soon, unless a prepare carries it first.
+    fn schedule_group_check(&mut self, ctx: &mut Context<Self>) {
+        if self.group_check_scheduled {
+            return;
+        }
+        self.group_check_scheduled = true;
+        ctx.run_later(self.options.group_check_delay, |act, _| {
+            act.group_check_scheduled = false;
+            if act.status != ReplicaStatus::Primary {
+                return;
+            }
+            let check = GroupCheck {
+                gpid: act.gpid,
+                ballot: act.ballot,
+                last_committed: act.list.last_committed(),
+            };
+            for secondary in act.secondaries() {
+                let network = act.network.clone();
+                let check = check.clone();
+                let timeout = act.options.prepare_timeout;
+                actix::spawn(async move {
+                    if let Err(e) = network.call(secondary, check, timeout).await {
+                        debug!(%secondary, error = %e, "group check not delivered");
+                    }
+                });
+            }
+        });
+    }
+
+    fn kick_apply(&mut self, ctx: &mut Context<Self>) {
+        if let Some(batch) = self.apply.start() {
+            ctx.spawn(
+                batch
+                    .into_actor(self)
+                    .map(|applied, act, ctx| act.on_applied(applied, ctx)),
+            );
+        }
+    }
+
+    fn on_applied(&mut self, applied: Applied, ctx: &mut Context<Self>) {
+        self.apply.finished();
+        let results = match applied.result {
+            Ok(results) => results,
+            Err(reason) => return self.mark_broken(format!("applying mutations failed: {reason}")),
+        };
+        let role = if self.status == ReplicaStatus::Primary {
+            "primary"
+        } else {
+            "secondary"
+        };
+        MUTATIONS_COMMITTED
+            .with_label_values(&[&self.node_label, role])
+            .inc_by(applied.mutations.len() as u64);
+        for (mutation, mut op_results) in applied.mutations.iter().zip(results) {
+            self.last_applied = mutation.decree;
+            if let Some(waiter) = self.write_waiters.remove(&mutation.decree) {
+                let result = if op_results.is_empty() {
+                    Ok(WriteResult::Done)
+                } else {
+                    op_results.swap_remove(0)
+                };
+                self.record_request(waiter.kind, waiter.started, &result);
+                let _ = waiter.tx.send(result);
+            }
+        }
+        self.kick_apply(ctx);
+    }
+
+    /// Takes the primary role: re-proposes every uncommitted mutation under the current ballot and
+    /// serves once they are all committed.
+    pub(super) fn become_primary(&mut self, ctx: &mut Context<Self>) {
+        self.set_status(ReplicaStatus::Primary);
+        self.serving = false;
+        self.ack_waiters.clear();
+        let secondaries = self.secondaries();
+        for mutation in self.list.reconcile(self.ballot, &secondaries) {
+            self.log.enqueue(mutation);
+        }
+        self.kick_log(ctx);
+        self.next_decree = self.list.last_prepared() + 1;
+        let inherited: Vec<Arc<Mutation>> = self
+            .list
+            .uncommitted()
+            .map(|e| e.mutation.clone())
+            .collect();
+        info!(
+            gpid = %self.gpid,
+            ballot = self.ballot,
+            committed = self.list.last_committed(),
+            inherited = inherited.len(),
+            "becoming primary"
+        );
+        for mutation in inherited {
+            for secondary in &secondaries {
+                self.send_prepare(*secondary, mutation.clone(), ctx);
+            }
+        }
+        self.try_commit(ctx);
+        if self.list.uncommitted_count() == 0 && !self.serving {
+            self.serving = true;
+            info!(gpid = %self.gpid, ballot = self.ballot, "primary serving");
+        }
+    }
+}
+
+impl Handler<Inbound<ClientWrite>> for Replica {
+    type Result = ResponseFuture<WireResult<WriteResult>>;
+
+    fn handle(
+        &mut self,
+        Inbound(req): Inbound<ClientWrite>,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let started = Instant::now();
+        let kind = req.op.kind();
+        let checked = self
+            .check_primary_ready()
+            .and_then(|_| self.check_write_capacity())
+            .and_then(|_| {
+                validate_write(
+                    &req.op,
+                    self.gpid,
+                    self.app.partition_count,
+                    req.partition_count,
+                    &self.options.limits,
+                )
+            });
+        if let Err(e) = checked {
+            let result = Err(e);
+            self.record_request(kind, started, &result);
+            return Box::pin(async move { result });
+        }
+        let decree = self.propose(vec![req.op], ctx);
+        let (tx, rx) = oneshot::channel();
+        self.write_waiters
+            .insert(decree, WriteWaiter { tx, kind, started });
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(WireError::new(
+                    ErrorCode::ERR_INVALID_STATE,
+                    "the replica stopped before the write completed",
+                ))
+            })
+        })
+    }
+}
+
+impl Handler<Inbound<Prepare>> for Replica {
+    type Result = ResponseFuture<WireResult<PrepareAck>>;
+
+    fn handle(&mut self, Inbound(req): Inbound<Prepare>, ctx: &mut Self::Context) -> Self::Result {
+        let answer = |r: WireResult<PrepareAck>| -> Self::Result { Box::pin(async move { r }) };
+        let mutation = Arc::new(req.mutation);
+        let (decree, ballot) = (mutation.decree, mutation.ballot);
+        if let Some(reason) = &self.broken {
+            return answer(Err(WireError::new(ErrorCode::ERR_STORAGE, reason.clone())));
+        }
+        if mutation.gpid != self.gpid {
+            return answer(Err(WireError::new(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                format!("prepare for {} sent to {}", mutation.gpid, self.gpid),
+            )));
+        }
+        if self.status == ReplicaStatus::Primary && ballot <= self.ballot {
+            return answer(Err(WireError::new(
+                ErrorCode::ERR_INVALID_STATE,
+                format!(
+                    "{} is the primary of {} at ballot {}",
+                    self.me, self.gpid, self.ballot
+                ),
+            )));
+        }
+        let outcome = match self.list.accept_prepare(mutation.clone(), self.ballot) {
+            Ok(outcome) => outcome,
+            Err(Reject::StaleBallot { ours, theirs }) => {
+                return answer(Err(WireError::new(
+                    ErrorCode::ERR_INVALID_VERSION,
+                    format!(
+                        "prepare at ballot {theirs} is older than ballot {ours} of {}",
+                        self.gpid
+                    ),
+                )))
+            }
+        };
+        if ballot > self.ballot {
+            self.ballot = ballot;
+        }
+        self.primary_committed = self.primary_committed.max(mutation.last_committed);
+        let reply = match outcome {
+            PrepareOutcome::AlreadyCommitted | PrepareOutcome::AlreadyLogged => {
+                answer(Ok(PrepareAck { decree, ballot }))
+            }
+            PrepareOutcome::NeedsLogging => {
+                self.log.enqueue(mutation);
+                self.kick_log(ctx);
+                let (tx, rx) = oneshot::channel();
+                self.ack_waiters
+                    .entry(decree)
+                    .or_default()
+                    .push((ballot, tx));
+                Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        Err(WireError::new(
+                            ErrorCode::ERR_INVALID_STATE,
+                            "the replica stopped before logging",
+                        ))
+                    })
+                })
+            }
+        };
+        self.commit_as_secondary(ctx);
+        reply
+    }
+}
+
+impl Handler<Inbound<GroupCheck>> for Replica {
+    type Result = WireResult<()>;
+
+    fn handle(
+        &mut self,
+        Inbound(check): Inbound<GroupCheck>,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        if check.ballot < self.ballot {
+            return Err(WireError::new(
+                ErrorCode::ERR_INVALID_VERSION,
+                format!(
+                    "group check at ballot {} is older than ballot {}",
+                    check.ballot, self.ballot
+                ),
+            ));
+        }
+        if self.status == ReplicaStatus::Primary {
+            return Err(WireError::new(
+                ErrorCode::ERR_INVALID_STATE,
+                "a primary does not take group checks",
+            ));
+        }
+        self.primary_committed = self.primary_committed.max(check.last_committed);
+        self.commit_as_secondary(ctx);
+        Ok(())
+    }
+}

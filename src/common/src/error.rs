@@ -1,0 +1,144 @@
+//! Wire error codes, named as in Pegasus so that operators' runbooks carry over. A `WireError` is an
+//! answer the caller can act on (retry elsewhere, refresh its cache, fix its input); it always carries a
+//! human-readable detail naming the problem.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Stable error codes. The `Display` form is the Pegasus name, e.g. `ERR_INVALID_VERSION`.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    ERR_OK,
+    ERR_UNKNOWN,
+    ERR_TIMEOUT,
+    ERR_NETWORK_FAILURE,
+    ERR_INVALID_PARAMETERS,
+    ERR_INVALID_STATE,
+    ERR_INVALID_VERSION,
+    ERR_INVALID_DATA,
+    ERR_OBJECT_NOT_FOUND,
+    ERR_APP_EXIST,
+    ERR_APP_NOT_EXIST,
+    ERR_APP_DROPPED,
+    ERR_NOT_ENOUGH_MEMBER,
+    ERR_NOT_PRIMARY,
+    ERR_FORWARD_TO_OTHERS,
+    ERR_STATE_FREEZED,
+    ERR_META_STORE,
+    ERR_STORAGE,
+    ERR_BUSY,
+    ERR_CAPACITY_EXCEEDED,
+    ERR_VALUE_TOO_LARGE,
+    ERR_KEY_TOO_LARGE,
+    ERR_SHUTTING_DOWN,
+    ERR_UNKNOWN_COMMAND,
+}
+
+impl ErrorCode {
+    pub fn name(self) -> &'static str {
+        // The Debug form is exactly the variant name.
+        match self {
+            ErrorCode::ERR_OK => "ERR_OK",
+            ErrorCode::ERR_UNKNOWN => "ERR_UNKNOWN",
+            ErrorCode::ERR_TIMEOUT => "ERR_TIMEOUT",
+            ErrorCode::ERR_NETWORK_FAILURE => "ERR_NETWORK_FAILURE",
+            ErrorCode::ERR_INVALID_PARAMETERS => "ERR_INVALID_PARAMETERS",
+            ErrorCode::ERR_INVALID_STATE => "ERR_INVALID_STATE",
+            ErrorCode::ERR_INVALID_VERSION => "ERR_INVALID_VERSION",
+            ErrorCode::ERR_INVALID_DATA => "ERR_INVALID_DATA",
+            ErrorCode::ERR_OBJECT_NOT_FOUND => "ERR_OBJECT_NOT_FOUND",
+            ErrorCode::ERR_APP_EXIST => "ERR_APP_EXIST",
+            ErrorCode::ERR_APP_NOT_EXIST => "ERR_APP_NOT_EXIST",
+            ErrorCode::ERR_APP_DROPPED => "ERR_APP_DROPPED",
+            ErrorCode::ERR_NOT_ENOUGH_MEMBER => "ERR_NOT_ENOUGH_MEMBER",
+            ErrorCode::ERR_NOT_PRIMARY => "ERR_NOT_PRIMARY",
+            ErrorCode::ERR_FORWARD_TO_OTHERS => "ERR_FORWARD_TO_OTHERS",
+            ErrorCode::ERR_STATE_FREEZED => "ERR_STATE_FREEZED",
+            ErrorCode::ERR_META_STORE => "ERR_META_STORE",
+            ErrorCode::ERR_STORAGE => "ERR_STORAGE",
+            ErrorCode::ERR_BUSY => "ERR_BUSY",
+            ErrorCode::ERR_CAPACITY_EXCEEDED => "ERR_CAPACITY_EXCEEDED",
+            ErrorCode::ERR_VALUE_TOO_LARGE => "ERR_VALUE_TOO_LARGE",
+            ErrorCode::ERR_KEY_TOO_LARGE => "ERR_KEY_TOO_LARGE",
+            ErrorCode::ERR_SHUTTING_DOWN => "ERR_SHUTTING_DOWN",
+            ErrorCode::ERR_UNKNOWN_COMMAND => "ERR_UNKNOWN_COMMAND",
+        }
+    }
+
+    /// Errors after which a client should refresh its routing and try again.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::ERR_TIMEOUT
+                | ErrorCode::ERR_NETWORK_FAILURE
+                | ErrorCode::ERR_INVALID_STATE
+                | ErrorCode::ERR_OBJECT_NOT_FOUND
+                | ErrorCode::ERR_NOT_PRIMARY
+                | ErrorCode::ERR_NOT_ENOUGH_MEMBER
+                | ErrorCode::ERR_FORWARD_TO_OTHERS
+                | ErrorCode::ERR_BUSY
+                | ErrorCode::ERR_SHUTTING_DOWN
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An error answer: a stable code and a detail that names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        WireError {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{}: {}", self.code, self.detail)
+        }
+    }
+}
+
+pub type WireResult<T> = Result<T, WireError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_debug_form() {
+        for code in [
+            ErrorCode::ERR_OK,
+            ErrorCode::ERR_INVALID_VERSION,
+            ErrorCode::ERR_FORWARD_TO_OTHERS,
+            ErrorCode::ERR_UNKNOWN_COMMAND,
+        ] {
+            assert_eq!(code.name(), format!("{code:?}"));
+        }
+    }
+
+    #[test]
+    fn wire_error_display_names_code_and_detail() {
+        let err = WireError::new(ErrorCode::ERR_APP_NOT_EXIST, "table 'foo' does not exist");
+        assert_eq!(
+            err.to_string(),
+            "ERR_APP_NOT_EXIST: table 'foo' does not exist"
+        );
+    }
+}

@@ -1,0 +1,502 @@
+//! The configuration sections and their validation.
+
+use aerie_common::NodeAddr;
+use serde::{Deserialize, Serialize};
+
+/// Declares the text names of a config enum: parsing lists the choices when a value is unknown.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(text: String) -> Result<Self, String> {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("unknown value '{}', expected one of: {}", text, [$($text),+].join(", "))),
+                }
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, String> {
+                Self::try_from(text.to_string())
+            }
+        }
+    };
+}
+
+text_enum!(MetaStoreKind { Embedded => "embedded", Zookeeper => "zookeeper" });
+text_enum!(MetaLevel { Blind => "blind", Freezed => "freezed", Steady => "steady", Lively => "lively" });
+text_enum!(LogSyncMode { Fsync => "fsync", None => "none" });
+
+/// The whole configuration of one `aerie` process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AerieConfig {
+    pub meta_server: MetaServerConfig,
+    pub replication: ReplicationConfig,
+    pub collector: CollectorConfig,
+    pub zookeeper: ZookeeperConfig,
+    pub network: NetworkConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum MetaStoreKind {
+    /// A local store under `meta_server.data_dir`; for development and single-meta clusters.
+    Embedded,
+    /// ZooKeeper at `zookeeper.hosts_list`, under `meta_server.cluster_root`.
+    Zookeeper,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum MetaLevel {
+    Blind,
+    Freezed,
+    Steady,
+    Lively,
+}
+
+impl MetaLevel {
+    /// The Pegasus name, e.g. `fl_steady`.
+    pub fn pegasus_name(self) -> &'static str {
+        match self {
+            MetaLevel::Blind => "fl_blind",
+            MetaLevel::Freezed => "fl_freezed",
+            MetaLevel::Steady => "fl_steady",
+            MetaLevel::Lively => "fl_lively",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaServerConfig {
+    pub address: String,
+    pub server_list: String,
+    pub cluster_name: String,
+    pub cluster_root: String,
+    pub meta_store: MetaStoreKind,
+    pub data_dir: String,
+    pub node_live_percentage_threshold_for_update: u32,
+    pub min_live_node_count_for_unfreeze: u32,
+    pub recover_from_replica_server: bool,
+    pub meta_function_level_on_start: MetaLevel,
+    pub replica_assign_delay_ms_for_dropouts: u64,
+    pub add_secondary_enable_flow_control: bool,
+    pub add_secondary_max_count_for_one_node: u32,
+    pub lb_interval_ms: u64,
+    pub hold_seconds_for_dropped_app: u64,
+    pub max_partition_count: u32,
+    pub create_wait_ready_ms: u64,
+}
+
+impl Default for MetaServerConfig {
+    fn default() -> Self {
+        MetaServerConfig {
+            address: "127.0.0.1:34601".into(),
+            server_list: "127.0.0.1:34601".into(),
+            cluster_name: "aerie".into(),
+            cluster_root: "/aerie/default".into(),
+            meta_store: MetaStoreKind::Embedded,
+            data_dir: "./data/meta".into(),
+            node_live_percentage_threshold_for_update: 50,
+            min_live_node_count_for_unfreeze: 3,
+            recover_from_replica_server: false,
+            meta_function_level_on_start: MetaLevel::Steady,
+            replica_assign_delay_ms_for_dropouts: 300_000,
+            add_secondary_enable_flow_control: true,
+            add_secondary_max_count_for_one_node: 10,
+            lb_interval_ms: 10_000,
+            hold_seconds_for_dropped_app: 604_800,
+            max_partition_count: 4096,
+            create_wait_ready_ms: 10_000,
+        }
+    }
+}
+
+impl MetaServerConfig {
+    pub fn address(&self) -> NodeAddr {
+        self.address.parse().expect("validated")
+    }
+    pub fn server_list(&self) -> Vec<NodeAddr> {
+        NodeAddr::parse_list(&self.server_list).expect("validated")
+    }
+}
+
+/// How the mutation log makes a group commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum LogSyncMode {
+    /// `fdatasync` once per group commit before anything is acknowledged.
+    Fsync,
+    /// Leave the data in the OS page cache: survives a process crash, not a machine crash.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    pub address: String,
+    pub data_dirs: String,
+    pub fd_check_interval_seconds: u64,
+    pub fd_beacon_interval_seconds: u64,
+    pub fd_lease_seconds: u64,
+    pub fd_grace_seconds: u64,
+    pub config_sync_interval_ms: u64,
+    pub mutation_2pc_min_replica_count: u32,
+    pub log_sync_mode: LogSyncMode,
+    pub log_segment_size_mb: u64,
+    pub log_gc_threshold_mb: u64,
+    pub prepare_timeout_ms: u64,
+    pub group_check_interval_ms: u64,
+    pub max_value_bytes: u64,
+    pub max_key_bytes: u64,
+    pub worker_threads: u32,
+    pub rocksdb_block_cache_mb: u64,
+    pub rocksdb_write_buffer_mb: u64,
+    pub rocksdb_memtable_budget_mb: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            address: "127.0.0.1:34801".into(),
+            data_dirs: "default:./data/replica".into(),
+            fd_check_interval_seconds: 1,
+            fd_beacon_interval_seconds: 1,
+            fd_lease_seconds: 8,
+            fd_grace_seconds: 10,
+            config_sync_interval_ms: 30_000,
+            mutation_2pc_min_replica_count: 2,
+            log_sync_mode: LogSyncMode::Fsync,
+            log_segment_size_mb: 64,
+            log_gc_threshold_mb: 256,
+            prepare_timeout_ms: 5_000,
+            group_check_interval_ms: 10_000,
+            max_value_bytes: 4 * 1024 * 1024,
+            max_key_bytes: 32 * 1024,
+            worker_threads: 0,
+            rocksdb_block_cache_mb: 256,
+            rocksdb_write_buffer_mb: 16,
+            rocksdb_memtable_budget_mb: 512,
+        }
+    }
+}
+
+/// One entry of `data_dirs`: a tag and a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    pub tag: String,
+    pub path: String,
+}
+
+impl ReplicationConfig {
+    pub fn address(&self) -> NodeAddr {
+        self.address.parse().expect("validated")
+    }
+
+    /// `data_dirs` parsed: `tag:/path,tag2:/path2` (a bare path gets the tag `default`).
+    pub fn data_dirs(&self) -> Result<Vec<DataDir>, String> {
+        let mut dirs: Vec<DataDir> = Vec::new();
+        for entry in self
+            .data_dirs
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (tag, path) = match entry.split_once(':') {
+                Some((tag, path)) => (tag.trim(), path.trim()),
+                None => ("default", entry),
+            };
+            if tag.is_empty() || path.is_empty() {
+                return Err(format!("entry '{entry}' must be tag:/path"));
+            }
+            if dirs.iter().any(|d| d.tag == tag || d.path == path) {
+                return Err(format!("entry '{entry}' repeats a tag or a path"));
+            }
+            dirs.push(DataDir {
+                tag: tag.to_string(),
+                path: path.to_string(),
+            });
+        }
+        if dirs.is_empty() {
+            return Err("at least one data dir is needed".into());
+        }
+        Ok(dirs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    pub address: String,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            address: "127.0.0.1:34101".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZookeeperConfig {
+    pub hosts_list: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for ZookeeperConfig {
+    fn default() -> Self {
+        ZookeeperConfig {
+            hosts_list: "127.0.0.1:2181".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub max_frame_bytes: u32,
+    pub connect_timeout_ms: u64,
+    pub rpc_timeout_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            max_frame_bytes: 64 * 1024 * 1024,
+            connect_timeout_ms: 3_000,
+            rpc_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `info,aerie_actors=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A rule of the configuration that does not hold; `key` names the setting to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for '{key}': {reason}")]
+pub struct Invalid {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl AerieConfig {
+    /// Checks every cross-field rule; the first broken one is returned.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let meta = &self.meta_server;
+        meta.address
+            .parse::<NodeAddr>()
+            .map_err(|e| invalid("meta_server.address", e.to_string()))?;
+        let list = NodeAddr::parse_list(&meta.server_list)
+            .map_err(|e| invalid("meta_server.server_list", e.to_string()))?;
+        if list.is_empty() {
+            return Err(invalid(
+                "meta_server.server_list",
+                "at least one meta server is needed",
+            ));
+        }
+        if !meta.cluster_root.starts_with('/') || meta.cluster_root.ends_with('/') {
+            return Err(invalid(
+                "meta_server.cluster_root",
+                format!(
+                    "'{}' must start with '/' and not end with '/'",
+                    meta.cluster_root
+                ),
+            ));
+        }
+        if meta.node_live_percentage_threshold_for_update > 100 {
+            return Err(invalid(
+                "meta_server.node_live_percentage_threshold_for_update",
+                "a percentage must be within 0..=100",
+            ));
+        }
+        if meta.max_partition_count == 0 || !meta.max_partition_count.is_power_of_two() {
+            return Err(invalid(
+                "meta_server.max_partition_count",
+                "must be a power of two",
+            ));
+        }
+        if meta.data_dir.trim().is_empty() {
+            return Err(invalid("meta_server.data_dir", "must not be empty"));
+        }
+
+        let repl = &self.replication;
+        repl.address
+            .parse::<NodeAddr>()
+            .map_err(|e| invalid("replication.address", e.to_string()))?;
+        repl.data_dirs()
+            .map_err(|e| invalid("replication.data_dirs", e))?;
+        if repl.fd_beacon_interval_seconds == 0 {
+            return Err(invalid(
+                "replication.fd_beacon_interval_seconds",
+                "must be at least 1",
+            ));
+        }
+        if repl.fd_check_interval_seconds == 0 {
+            return Err(invalid(
+                "replication.fd_check_interval_seconds",
+                "must be at least 1",
+            ));
+        }
+        if repl.fd_lease_seconds <= 2 * repl.fd_beacon_interval_seconds {
+            return Err(invalid(
+                "replication.fd_lease_seconds",
+                format!(
+                    "fd_lease_seconds ({}) must be greater than 2 x fd_beacon_interval_seconds ({})",
+                    repl.fd_lease_seconds, repl.fd_beacon_interval_seconds
+                ),
+            ));
+        }
+        if repl.fd_grace_seconds <= repl.fd_lease_seconds {
+            return Err(invalid(
+                "replication.fd_grace_seconds",
+                format!(
+                    "fd_grace_seconds ({}) must be greater than fd_lease_seconds ({})",
+                    repl.fd_grace_seconds, repl.fd_lease_seconds
+                ),
+            ));
+        }
+        if repl.mutation_2pc_min_replica_count == 0 {
+            return Err(invalid(
+                "replication.mutation_2pc_min_replica_count",
+                "must be at least 1",
+            ));
+        }
+        if repl.log_segment_size_mb == 0 {
+            return Err(invalid(
+                "replication.log_segment_size_mb",
+                "must be at least 1",
+            ));
+        }
+        if repl.max_key_bytes == 0 || repl.max_key_bytes > 65_000 {
+            return Err(invalid(
+                "replication.max_key_bytes",
+                "must be within 1..=65000",
+            ));
+        }
+        if repl.max_value_bytes == 0 || repl.max_value_bytes >= self.network.max_frame_bytes as u64
+        {
+            return Err(invalid(
+                "replication.max_value_bytes",
+                "must be at least 1 and below network.max_frame_bytes",
+            ));
+        }
+        if repl.prepare_timeout_ms == 0 {
+            return Err(invalid(
+                "replication.prepare_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+
+        self.collector
+            .address
+            .parse::<NodeAddr>()
+            .map_err(|e| invalid("collector.address", e.to_string()))?;
+        if self.network.max_frame_bytes < 1024 || self.network.max_frame_bytes > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "network.max_frame_bytes",
+                "must be within 1024..=67108864 (64 MiB)",
+            ));
+        }
+        if self.network.rpc_timeout_ms == 0 || self.network.connect_timeout_ms == 0 {
+            return Err(invalid(
+                "network.rpc_timeout_ms",
+                "timeouts must be at least 1 ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        AerieConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn grace_must_exceed_lease() {
+        let mut config = AerieConfig::default();
+        config.replication.fd_grace_seconds = 8;
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "replication.fd_grace_seconds");
+        assert!(err
+            .to_string()
+            .contains("must be greater than fd_lease_seconds"));
+    }
+
+    #[test]
+    fn lease_must_exceed_two_beacons() {
+        let mut config = AerieConfig::default();
+        config.replication.fd_beacon_interval_seconds = 4;
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "replication.fd_lease_seconds"
+        );
+    }
+
+    #[test]
+    fn data_dirs_parse_with_and_without_tags() {
+        let repl = ReplicationConfig {
+            data_dirs: "ssd1:/a, ssd2:/b".into(),
+            ..Default::default()
+        };
+        let dirs = repl.data_dirs().unwrap();
+        assert_eq!(
+            dirs[1],
+            DataDir {
+                tag: "ssd2".into(),
+                path: "/b".into()
+            }
+        );
+        let bare = ReplicationConfig {
+            data_dirs: "/only".into(),
+            ..Default::default()
+        };
+        assert_eq!(bare.data_dirs().unwrap()[0].tag, "default");
+        let dup = ReplicationConfig {
+            data_dirs: "a:/x,a:/y".into(),
+            ..Default::default()
+        };
+        assert!(dup.data_dirs().is_err());
+    }
+
+    #[test]
+    fn bad_addresses_name_their_key() {
+        let mut config = AerieConfig::default();
+        config.meta_server.server_list = "127.0.0.1:1,garbage".into();
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "meta_server.server_list"
+        );
+    }
+}

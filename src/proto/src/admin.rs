@@ -1,0 +1,19 @@
+//! Requests every process answers, whatever its role.
+
+use aerie_common::WireResult;
+use serde::{Deserialize, Serialize};
+
+/// Version, roles and uptime of a process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryServerInfo {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub version: String,
+    pub roles: Vec<String>,
+    pub uptime_secs: u64,
+}
+
+crate::rpc! { "admin";
+    QueryServerInfo => WireResult<ServerInfo>,
+}

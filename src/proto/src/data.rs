@@ -1,0 +1,220 @@
+//! The data model seen by clients: operations on records addressed by hash key and sort key, with an
+//! optional TTL, and their results.
+
+use serde::{Deserialize, Serialize};
+
+/// A write, applied deterministically by every replica at its decree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOp {
+    /// `ttl_secs = 0` means the record never expires.
+    Put {
+        hash_key: Vec<u8>,
+        sort_key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_secs: u32,
+    },
+    MultiPut {
+        hash_key: Vec<u8>,
+        kvs: Vec<(Vec<u8>, Vec<u8>)>,
+        ttl_secs: u32,
+    },
+    Remove {
+        hash_key: Vec<u8>,
+        sort_key: Vec<u8>,
+    },
+    MultiRemove {
+        hash_key: Vec<u8>,
+        sort_keys: Vec<Vec<u8>>,
+    },
+    /// Adds `increment` to an integer value (a missing or expired record counts as 0).
+    Incr {
+        hash_key: Vec<u8>,
+        sort_key: Vec<u8>,
+        increment: i64,
+        ttl: TtlUpdate,
+    },
+    CheckAndSet(CheckAndSet),
+}
+
+impl WriteOp {
+    pub fn hash_key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put { hash_key, .. }
+            | WriteOp::MultiPut { hash_key, .. }
+            | WriteOp::Remove { hash_key, .. }
+            | WriteOp::MultiRemove { hash_key, .. }
+            | WriteOp::Incr { hash_key, .. } => hash_key,
+            WriteOp::CheckAndSet(cas) => &cas.hash_key,
+        }
+    }
+
+    /// The sort key used for partitioning when the hash key is empty.
+    pub fn first_sort_key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put { sort_key, .. }
+            | WriteOp::Remove { sort_key, .. }
+            | WriteOp::Incr { sort_key, .. } => sort_key,
+            WriteOp::MultiPut { kvs, .. } => kvs.first().map(|(k, _)| k.as_slice()).unwrap_or(&[]),
+            WriteOp::MultiRemove { sort_keys, .. } => {
+                sort_keys.first().map(Vec::as_slice).unwrap_or(&[])
+            }
+            WriteOp::CheckAndSet(cas) => &cas.check_sort_key,
+        }
+    }
+
+    /// Operation name for metrics and statistics (Pegasus's names).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteOp::Put { .. } => "put",
+            WriteOp::MultiPut { .. } => "multi_put",
+            WriteOp::Remove { .. } => "remove",
+            WriteOp::MultiRemove { .. } => "multi_remove",
+            WriteOp::Incr { .. } => "incr",
+            WriteOp::CheckAndSet(_) => "check_and_set",
+        }
+    }
+}
+
+/// What an `incr` does to the record's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TtlUpdate {
+    #[default]
+    Keep,
+    Clear,
+    Set(u32),
+}
+
+/// The condition checked by `check_and_set`, on the value of `check_sort_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckType {
+    NoCheck,
+    ValueNotExist,
+    ValueNotExistOrEmpty,
+    ValueExist,
+    ValueNotEmpty,
+    ValueMatchAnywhere(Vec<u8>),
+    ValueMatchPrefix(Vec<u8>),
+    ValueMatchPostfix(Vec<u8>),
+    ValueBytesEqual(Vec<u8>),
+    ValueBytesLess(Vec<u8>),
+    ValueBytesGreater(Vec<u8>),
+    ValueIntEqual(i64),
+    ValueIntLess(i64),
+    ValueIntGreater(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckAndSet {
+    pub hash_key: Vec<u8>,
+    pub check_sort_key: Vec<u8>,
+    pub check: CheckType,
+    pub set_sort_key: Vec<u8>,
+    pub set_value: Vec<u8>,
+    pub set_ttl_secs: u32,
+    pub return_check_value: bool,
+}
+
+/// The result of one write operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteResult {
+    Done,
+    Removed {
+        count: u64,
+    },
+    Incremented {
+        new_value: i64,
+    },
+    CheckAndSet {
+        set_succeeded: bool,
+        check_value: Option<Vec<u8>>,
+    },
+}
+
+/// Bounds of a sort-key range; `None` is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SortKeyRange {
+    pub start: Option<Vec<u8>>,
+    pub start_inclusive: bool,
+    pub stop: Option<Vec<u8>>,
+    pub stop_inclusive: bool,
+}
+
+/// A read, always served by the partition's primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadOp {
+    Get {
+        hash_key: Vec<u8>,
+        sort_key: Vec<u8>,
+    },
+    /// With `sort_keys` non-empty, fetches exactly those; otherwise the records in `range`.
+    MultiGet {
+        hash_key: Vec<u8>,
+        sort_keys: Vec<Vec<u8>>,
+        range: SortKeyRange,
+        max_count: u32,
+        max_bytes: u64,
+        no_value: bool,
+    },
+    SortKeyCount {
+        hash_key: Vec<u8>,
+    },
+    Ttl {
+        hash_key: Vec<u8>,
+        sort_key: Vec<u8>,
+    },
+    /// One page of a scan, of one hash key or (with `hash_key = None`) of the whole partition.
+    Scan {
+        hash_key: Option<Vec<u8>>,
+        /// Resume strictly after this record, as returned in the previous page.
+        after: Option<(Vec<u8>, Vec<u8>)>,
+        batch_size: u32,
+        no_value: bool,
+    },
+}
+
+impl ReadOp {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadOp::Get { .. } => "get",
+            ReadOp::MultiGet { .. } => "multi_get",
+            ReadOp::SortKeyCount { .. } => "sortkey_count",
+            ReadOp::Ttl { .. } => "ttl",
+            ReadOp::Scan { .. } => "scan",
+        }
+    }
+
+    /// The hash key that decides the partition, if the read addresses one.
+    pub fn hash_key(&self) -> Option<&[u8]> {
+        match self {
+            ReadOp::Get { hash_key, .. }
+            | ReadOp::MultiGet { hash_key, .. }
+            | ReadOp::SortKeyCount { hash_key }
+            | ReadOp::Ttl { hash_key, .. } => Some(hash_key),
+            ReadOp::Scan { hash_key, .. } => hash_key.as_deref(),
+        }
+    }
+}
+
+/// A record returned by a read: sort key, value (empty when `no_value`), and the hash key for scans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub hash_key: Vec<u8>,
+    pub sort_key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadResult {
+    Value(Option<Vec<u8>>),
+    Records {
+        records: Vec<Record>,
+        complete: bool,
+    },
+    Count(u64),
+    /// `None`: not found; `Some(None)`: found, no TTL; `Some(Some(s))`: expires in `s` seconds.
+    Ttl(Option<Option<u32>>),
+    ScanPage {
+        records: Vec<Record>,
+        next: Option<(Vec<u8>, Vec<u8>)>,
+    },
+}

@@ -1,0 +1,319 @@
+//! The meta service: tables and partition configurations (the cluster map), node liveness (beacons),
+//! configuration sync with replica servers, and the operator requests behind the shell.
+
+use aerie_common::{AppId, Ballot, Decree, Gpid, NodeAddr, WireResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppStatus {
+    Available,
+    Dropped,
+}
+
+impl fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppStatus::Available => "AVAILABLE",
+            AppStatus::Dropped => "DROPPED",
+        })
+    }
+}
+
+/// A table (Pegasus: app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub app_id: AppId,
+    pub app_name: String,
+    pub status: AppStatus,
+    pub partition_count: u32,
+    pub max_replica_count: u32,
+    pub create_time_secs: u64,
+    pub drop_time_secs: Option<u64>,
+    #[serde(default)]
+    pub envs: BTreeMap<String, String>,
+}
+
+/// Who serves a partition, at which ballot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionConfig {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub primary: Option<NodeAddr>,
+    pub secondaries: Vec<NodeAddr>,
+    pub max_replica_count: u32,
+    #[serde(default)]
+    pub last_drops: Vec<NodeAddr>,
+    pub last_committed_decree: Decree,
+}
+
+/// The five health classes of SPEC.md section 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionHealth {
+    FullyHealthy,
+    WritableUnhealthy,
+    ReadableUnwritable,
+    Unreadable,
+    Dead,
+}
+
+impl PartitionConfig {
+    /// A partition with no replica yet.
+    pub fn empty(gpid: Gpid, max_replica_count: u32) -> Self {
+        PartitionConfig {
+            gpid,
+            ballot: 0,
+            primary: None,
+            secondaries: Vec::new(),
+            max_replica_count,
+            last_drops: Vec::new(),
+            last_committed_decree: 0,
+        }
+    }
+
+    /// Every node serving this partition, primary first.
+    pub fn members(&self) -> impl Iterator<Item = NodeAddr> + '_ {
+        self.primary
+            .into_iter()
+            .chain(self.secondaries.iter().copied())
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.primary.iter().count() + self.secondaries.len()
+    }
+
+    pub fn is_member(&self, node: NodeAddr) -> bool {
+        self.primary == Some(node) || self.secondaries.contains(&node)
+    }
+
+    pub fn health(&self) -> PartitionHealth {
+        match (self.primary, self.secondaries.len()) {
+            (None, 0) => PartitionHealth::Dead,
+            (None, _) => PartitionHealth::Unreadable,
+            (Some(_), 0) => PartitionHealth::ReadableUnwritable,
+            (Some(_), n) if n + 1 >= self.max_replica_count as usize => {
+                PartitionHealth::FullyHealthy
+            }
+            (Some(_), _) => PartitionHealth::WritableUnhealthy,
+        }
+    }
+}
+
+/// Health counts of one table, as `ls -d` prints them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCounts {
+    pub fully_healthy: u32,
+    pub unhealthy: u32,
+    pub write_unhealthy: u32,
+    pub read_unhealthy: u32,
+}
+
+impl HealthCounts {
+    pub fn of(partitions: &[PartitionConfig]) -> Self {
+        let mut counts = HealthCounts::default();
+        for partition in partitions {
+            let health = partition.health();
+            match health {
+                PartitionHealth::FullyHealthy => counts.fully_healthy += 1,
+                _ => counts.unhealthy += 1,
+            }
+            if matches!(
+                health,
+                PartitionHealth::ReadableUnwritable
+                    | PartitionHealth::Unreadable
+                    | PartitionHealth::Dead
+            ) {
+                counts.write_unhealthy += 1;
+            }
+            if matches!(health, PartitionHealth::Unreadable | PartitionHealth::Dead) {
+                counts.read_unhealthy += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A table and its partition configurations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    pub info: AppInfo,
+    pub partitions: Vec<PartitionConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStatus {
+    Alive,
+    Unalive,
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeStatus::Alive => "ALIVE",
+            NodeStatus::Unalive => "UNALIVE",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub address: NodeAddr,
+    pub status: NodeStatus,
+    pub primary_count: u32,
+    pub secondary_count: u32,
+}
+
+/// Liveness beacon from a replica server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Beacon {
+    pub node: NodeAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BeaconAck {
+    pub is_leader: bool,
+    pub leader: Option<NodeAddr>,
+}
+
+/// What a replica server holds for one partition, reported in config sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub last_committed_decree: Decree,
+}
+
+/// A replica server asks which partitions it should serve, and in which role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigSync {
+    pub node: NodeAddr,
+    pub replicas: Vec<ReplicaReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigSyncResponse {
+    /// Every partition that names this node, with its table.
+    pub partitions: Vec<(AppInfo, PartitionConfig)>,
+    /// Tables that are gone: the node should close and set aside their replicas.
+    pub dropped_apps: Vec<AppId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateApp {
+    pub app_name: String,
+    pub partition_count: u32,
+    pub replica_count: u32,
+    #[serde(default)]
+    pub envs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAppResponse {
+    pub app: AppInfo,
+    /// Partitions whose replicas all confirmed they are open and serving.
+    pub ready_partitions: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropApp {
+    pub app_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListApps {
+    pub include_dropped: bool,
+}
+
+/// Routing information of one table, for clients and `app NAME -d`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryConfig {
+    pub app_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListNodes {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryClusterInfo {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub meta_servers: Vec<NodeAddr>,
+    pub primary_meta_server: NodeAddr,
+    pub meta_store: String,
+    pub zookeeper_hosts: String,
+    pub zookeeper_root: String,
+    pub meta_function_level: String,
+    pub balance_operation_count: i64,
+    pub primary_replica_count_stddev: f64,
+    pub total_replica_count_stddev: f64,
+    pub cluster_name: String,
+}
+
+crate::rpc! { "meta";
+    Beacon => WireResult<BeaconAck>,
+    ConfigSync => WireResult<ConfigSyncResponse>,
+    CreateApp => WireResult<CreateAppResponse>,
+    DropApp => WireResult<()>,
+    ListApps => WireResult<Vec<AppState>>,
+    QueryConfig => WireResult<AppState>,
+    ListNodes => WireResult<Vec<NodeInfo>>,
+    QueryClusterInfo => WireResult<ClusterInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(port: u16) -> NodeAddr {
+        format!("127.0.0.1:{port}").parse().unwrap()
+    }
+
+    fn config(primary: Option<u16>, secondaries: &[u16]) -> PartitionConfig {
+        PartitionConfig {
+            primary: primary.map(node),
+            secondaries: secondaries.iter().copied().map(node).collect(),
+            ..PartitionConfig::empty(Gpid::new(1, 0), 3)
+        }
+    }
+
+    #[test]
+    fn health_classes_follow_the_spec() {
+        assert_eq!(
+            config(Some(1), &[2, 3]).health(),
+            PartitionHealth::FullyHealthy
+        );
+        assert_eq!(
+            config(Some(1), &[2]).health(),
+            PartitionHealth::WritableUnhealthy
+        );
+        assert_eq!(
+            config(Some(1), &[]).health(),
+            PartitionHealth::ReadableUnwritable
+        );
+        assert_eq!(config(None, &[2]).health(), PartitionHealth::Unreadable);
+        assert_eq!(config(None, &[]).health(), PartitionHealth::Dead);
+    }
+
+    #[test]
+    fn health_counts_add_up() {
+        let partitions = vec![
+            config(Some(1), &[2, 3]),
+            config(Some(1), &[2]),
+            config(Some(1), &[]),
+            config(None, &[2]),
+            config(None, &[]),
+        ];
+        let counts = HealthCounts::of(&partitions);
+        assert_eq!(
+            counts,
+            HealthCounts {
+                fully_healthy: 1,
+                unhealthy: 4,
+                write_unhealthy: 3,
+                read_unhealthy: 2
+            }
+        );
+    }
+}

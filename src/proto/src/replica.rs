@@ -1,0 +1,120 @@
+//! The replica service: client reads and writes, PacificA replication between a partition's primary
+//! and its secondaries, configuration updates pushed by the meta, and inspection requests.
+
+use crate::data::{ReadOp, ReadResult, WriteOp, WriteResult};
+use crate::meta::{AppInfo, PartitionConfig};
+use aerie_common::{Ballot, Decree, Gpid, NodeAddr, WireResult};
+use serde::{Deserialize, Serialize};
+
+/// A client write, sent to the partition's primary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientWrite {
+    pub gpid: Gpid,
+    pub partition_count: u32,
+    pub op: WriteOp,
+}
+
+/// A client read, sent to the partition's primary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientRead {
+    pub gpid: Gpid,
+    pub partition_count: u32,
+    pub op: ReadOp,
+}
+
+/// One replicated write: the unit of the mutation log and of 2PC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub decree: Decree,
+    /// The primary's committed decree when it proposed this mutation: everything up to it is final.
+    pub last_committed: Decree,
+    /// Wall time chosen by the primary, so that every replica evaluates TTLs identically.
+    pub timestamp_secs: u64,
+    pub ops: Vec<WriteOp>,
+}
+
+/// Primary to secondary: log this mutation and acknowledge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prepare {
+    pub mutation: Mutation,
+    pub primary: NodeAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareAck {
+    pub decree: Decree,
+    pub ballot: Ballot,
+}
+
+/// Primary to secondary: the committed point moved (sent when no prepare is going to carry it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupCheck {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub last_committed: Decree,
+}
+
+/// Meta to replica server: serve this partition as the configuration says (or let it go).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigUpdate {
+    pub app: AppInfo,
+    pub config: PartitionConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaStatus {
+    Inactive,
+    Primary,
+    Secondary,
+}
+
+impl std::fmt::Display for ReplicaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplicaStatus::Inactive => "inactive",
+            ReplicaStatus::Primary => "primary",
+            ReplicaStatus::Secondary => "secondary",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    pub gpid: Gpid,
+    pub app_name: String,
+    pub status: ReplicaStatus,
+    pub ballot: Ballot,
+    pub last_prepared: Decree,
+    pub last_committed: Decree,
+    pub last_applied: Decree,
+    pub data_dir: String,
+}
+
+/// Lists every replica a replica server holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryReplicas {}
+
+/// A checksum over a replica's whole data at its applied decree, to compare replicas of one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaChecksum {
+    pub gpid: Gpid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaChecksumResult {
+    pub last_applied: Decree,
+    pub record_count: u64,
+    pub checksum: u64,
+}
+
+crate::rpc! { "replica";
+    ClientWrite => WireResult<WriteResult>,
+    ClientRead => WireResult<ReadResult>,
+    Prepare => WireResult<PrepareAck>,
+    GroupCheck => WireResult<()>,
+    ConfigUpdate => WireResult<()>,
+    QueryReplicas => WireResult<Vec<ReplicaInfo>>,
+    ReplicaChecksum => WireResult<ReplicaChecksumResult>,
+}

@@ -1,0 +1,256 @@
+//! Outbound TCP: one multiplexed connection per peer, requests matched to responses by id.
+//! A connection that fails is marked dead, fails every call waiting on it, and is replaced by the
+//! next call to that peer.
+
+use crate::error::RpcError;
+use crate::frame::{self, Frame, ReadFrameError};
+use crate::metrics::CLIENT_ERRORS;
+use aerie_common::NodeAddr;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+type Waiter = oneshot::Sender<Result<Vec<u8>, RpcError>>;
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
+
+pub(crate) struct ConnectionPool {
+    max_frame_bytes: usize,
+    connect_timeout: Duration,
+    peers: Mutex<HashMap<NodeAddr, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
+    next_id: AtomicU64,
+}
+
+struct Connection {
+    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+}
+
+impl ConnectionPool {
+    pub(crate) fn new(max_frame_bytes: usize, connect_timeout: Duration) -> Self {
+        ConnectionPool {
+            max_frame_bytes,
+            connect_timeout,
+            peers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        to: NodeAddr,
+        method: &'static str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        let deadline = Instant::now() + timeout;
+        let timed_out = || RpcError::Timeout {
+            method,
+            to,
+            after_ms: timeout.as_millis() as u64,
+        };
+        let conn = tokio::time::timeout_at(deadline, self.connection(to))
+            .await
+            .map_err(|_| timed_out())??;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = Frame::Request {
+            id,
+            method: method.to_string(),
+            timeout_ms: deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64,
+            body,
+        };
+        let bytes = frame::encode_frame(&request).map_err(RpcError::Codec)?;
+        if bytes.len() - 4 > self.max_frame_bytes {
+            return Err(RpcError::Codec(format!(
+                "{method} request of {} bytes exceeds the maximum frame of {} bytes",
+                bytes.len() - 4,
+                self.max_frame_bytes
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().expect("pending calls").insert(id, tx);
+        if conn.outbox.send(bytes).is_err() {
+            conn.pending.lock().expect("pending calls").remove(&id);
+            return Err(RpcError::ConnectionLost {
+                to,
+                reason: "connection closed".into(),
+            });
+        }
+        let outcome = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(RpcError::ConnectionLost {
+                to,
+                reason: "connection closed while waiting".into(),
+            }),
+            Err(_) => {
+                conn.pending.lock().expect("pending calls").remove(&id);
+                Err(timed_out())
+            }
+        };
+        outcome.map_err(|e| match e {
+            RpcError::Remote { failure, to, .. } => RpcError::Remote {
+                method,
+                to,
+                failure,
+            },
+            other => other,
+        })
+    }
+
+    async fn connection(&self, to: NodeAddr) -> Result<Arc<Connection>, RpcError> {
+        let slot = self
+            .peers
+            .lock()
+            .expect("peer table")
+            .entry(to)
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.alive.load(Ordering::Acquire) {
+                return Ok(conn.clone());
+            }
+        }
+        let conn = Arc::new(self.open(to).await.inspect_err(|_| {
+            CLIENT_ERRORS.with_label_values(&["connect"]).inc();
+        })?);
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn open(&self, to: NodeAddr) -> Result<Connection, RpcError> {
+        let connect_err = |reason: String| RpcError::Connect { to, reason };
+        let mut stream =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect(to.socket_addr()))
+                .await
+                .map_err(|_| {
+                    connect_err(format!(
+                        "no answer within {} ms",
+                        self.connect_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| connect_err(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_err(e.to_string()))?;
+        stream
+            .write_all(&frame::preamble())
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let mut answer = [0u8; frame::PREAMBLE_LEN];
+        tokio::time::timeout(self.connect_timeout, stream.read_exact(&mut answer))
+            .await
+            .map_err(|_| connect_err("no handshake answer".into()))?
+            .map_err(|e| connect_err(format!("handshake failed: {e}")))?;
+        let version = frame::parse_preamble(&answer).map_err(connect_err)?;
+        if version != frame::PROTOCOL_VERSION {
+            return Err(connect_err(format!(
+                "protocol version mismatch: the server speaks {version}, this client {}",
+                frame::PROTOCOL_VERSION
+            )));
+        }
+
+        let (reader, writer) = stream.into_split();
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(write_loop(
+            writer,
+            inbox,
+            alive.clone(),
+            pending.clone(),
+            to,
+        ));
+        tokio::spawn(read_loop(
+            BufReader::new(reader),
+            self.max_frame_bytes,
+            alive.clone(),
+            pending.clone(),
+            to,
+        ));
+        Ok(Connection {
+            outbox,
+            pending,
+            alive,
+        })
+    }
+}
+
+/// Writes queued frames, flushing only when the queue is momentarily empty (natural batching).
+pub(crate) async fn write_loop(
+    writer: OwnedWriteHalf,
+    mut inbox: mpsc::UnboundedReceiver<Vec<u8>>,
+    alive: Arc<AtomicBool>,
+    pending: Pending,
+    to: NodeAddr,
+) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let result: std::io::Result<()> = async {
+        while let Some(bytes) = inbox.recv().await {
+            writer.write_all(&bytes).await?;
+            while let Ok(more) = inbox.try_recv() {
+                writer.write_all(&more).await?;
+            }
+            writer.flush().await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        fail_all(&alive, &pending, to, format!("write failed: {e}"));
+    }
+}
+
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    mut reader: R,
+    max_frame_bytes: usize,
+    alive: Arc<AtomicBool>,
+    pending: Pending,
+    to: NodeAddr,
+) {
+    let reason = loop {
+        match frame::read_frame(&mut reader, max_frame_bytes).await {
+            Ok(Frame::Response { id, outcome }) => {
+                let waiter = pending.lock().expect("pending calls").remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(outcome.map(|b| b.0).map_err(|failure| RpcError::Remote {
+                        method: "",
+                        to,
+                        failure,
+                    }));
+                }
+            }
+            Ok(Frame::Request { .. }) => break "the server sent a request".to_string(),
+            Err(ReadFrameError::Closed) => break "closed by the server".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    fail_all(&alive, &pending, to, reason);
+}
+
+fn fail_all(alive: &AtomicBool, pending: &Pending, to: NodeAddr, reason: String) {
+    alive.store(false, Ordering::Release);
+    let waiters: Vec<Waiter> = pending
+        .lock()
+        .expect("pending calls")
+        .drain()
+        .map(|(_, w)| w)
+        .collect();
+    if !waiters.is_empty() {
+        CLIENT_ERRORS.with_label_values(&["connection_lost"]).inc();
+    }
+    for waiter in waiters {
+        let _ = waiter.send(Err(RpcError::ConnectionLost {
+            to,
+            reason: reason.clone(),
+        }));
+    }
+}
