@@ -42,6 +42,8 @@ pub struct MetaParams {
     pub rpc_timeout: Duration,
     pub create_wait_ready: Duration,
     pub max_partition_count: u32,
+    /// Set while the state is loaded and the meta serves (read by `/health`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,6 +147,9 @@ impl ServerState {
             });
         }
         self.loaded = true;
+        self.params
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
         info!(
             tables = self.available_apps().count(),
             next_app_id = self.next_app_id,
@@ -398,6 +403,9 @@ impl Supervised for ServerState {
     fn restarting(&mut self, _: &mut Self::Context) {
         warn!("meta state actor restarting; it will reload from the store");
         self.loaded = false;
+        self.params
+            .ready
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -14,7 +14,7 @@ use super::storage::{
 };
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
-use aerie_common::{AppId, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
+use aerie_common::{AppId, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::{
     AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport,
 };
@@ -25,6 +25,7 @@ use aerie_proto::replica::{
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -40,6 +41,9 @@ pub struct ReplicaStubParams {
     pub beacon_interval: Duration,
     pub config_sync_interval: Duration,
     pub rpc_timeout: Duration,
+    pub clock: Arc<dyn Clock>,
+    /// When the meta last acknowledged a beacon (clock milliseconds; read by `/health`).
+    pub last_beacon_ack_ms: Arc<AtomicU64>,
 }
 
 /// Partition → replica actor, read by the RPC handlers without going through the stub.

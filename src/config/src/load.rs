@@ -27,6 +27,24 @@ pub enum ConfigError {
     Invalid(#[from] Invalid),
 }
 
+/// `AERIE_SECTION__KEY=value` variables as `section.key=value` overrides. Variables without the
+/// double underscore (such as `AERIE_LOG` or a test's `AERIE_BIN`) are not configuration.
+fn environment_overrides(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let mut found: Vec<String> = vars
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix("AERIE_")?;
+            let (section, key) = rest.split_once("__")?;
+            Some(format!(
+                "{}.{}={value}",
+                section.to_ascii_lowercase(),
+                key.to_ascii_lowercase()
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// Loads and validates the configuration.
 pub fn load(source: &ConfigSource) -> Result<AerieConfig, ConfigError> {
     let mut builder = config::Config::builder();
@@ -40,15 +58,12 @@ pub fn load(source: &ConfigSource) -> Result<AerieConfig, ConfigError> {
         builder =
             builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
     }
+    let mut overrides = Vec::new();
     if source.use_environment {
-        builder = builder.add_source(
-            config::Environment::with_prefix("AERIE")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true),
-        );
+        overrides.extend(environment_overrides(std::env::vars()));
     }
-    for item in &source.overrides {
+    overrides.extend(source.overrides.iter().cloned());
+    for item in &overrides {
         let (key, value) = item
             .split_once('=')
             .filter(|(k, _)| k.contains('.') && !k.trim().is_empty())
@@ -156,6 +171,22 @@ mod tests {
     fn malformed_override_is_rejected() {
         let err = load_text("", &["novalue"]).unwrap_err();
         assert!(matches!(err, ConfigError::BadOverride(_)));
+    }
+
+    #[test]
+    fn environment_variables_become_overrides() {
+        let vars = [
+            (
+                "AERIE_REPLICATION__FD_LEASE_SECONDS".to_string(),
+                "9".to_string(),
+            ),
+            ("AERIE_BIN".to_string(), "/x".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        assert_eq!(
+            environment_overrides(vars.into_iter()),
+            vec!["replication.fd_lease_seconds=9".to_string()]
+        );
     }
 
     #[test]

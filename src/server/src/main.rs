@@ -1,1 +1,34 @@
-fn main() {}
+//! `aerie`: one binary for every role (`--role meta|replica|collector|all`), the operator shell
+//! (`aerie shell`) and the load generator (`aerie bench`).
+
+mod bench;
+mod cli;
+mod logging;
+mod server;
+mod shell;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::Shell(args)) => shell::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        None => match cli.server.role {
+            Some(role) => server::run(role, cli.server),
+            None => {
+                eprintln!("aerie: say which role to run (--role meta|replica|collector|all), or use a subcommand; see aerie --help");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("aerie: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The cluster-level client: meta server calls, table handles, and raw calls to a node.
+
+use crate::table::Table;
+use aerie_common::{ErrorCode, NodeAddr, WireError, WireResult};
+use aerie_proto::meta::{
+    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, ListApps, ListNodes, NodeInfo,
+    QueryClusterInfo, QueryConfig,
+};
+use aerie_proto::Rpc;
+use aerie_rpc::{Network, NetworkOptions, RpcError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Bound on one data call, retries included.
+    pub timeout: Duration,
+    /// Bound on one call to a meta server.
+    pub meta_timeout: Duration,
+    pub network: NetworkOptions,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            meta_timeout: Duration::from_secs(10),
+            network: NetworkOptions::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) network: Network,
+    pub(crate) metas: Vec<NodeAddr>,
+    leader: AtomicUsize,
+    pub(crate) options: ClientOptions,
+    tables: Mutex<HashMap<String, Table>>,
+}
+
+impl Client {
+    pub fn new(metas: Vec<NodeAddr>, options: ClientOptions) -> WireResult<Client> {
+        if metas.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                "no meta server address given",
+            ));
+        }
+        let network = Network::new(options.network.clone()).map_err(|e| {
+            WireError::new(
+                ErrorCode::ERR_UNKNOWN,
+                format!("cannot start the network runtime: {e}"),
+            )
+        })?;
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                network,
+                metas,
+                leader: AtomicUsize::new(0),
+                options,
+                tables: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    pub fn meta_servers(&self) -> &[NodeAddr] {
+        &self.inner.metas
+    }
+
+    /// Sends a request to the meta servers: the last one that answered first, then the others.
+    pub async fn meta<M, T>(&self, req: M) -> WireResult<T>
+    where
+        M: Rpc<Response = WireResult<T>> + Clone,
+    {
+        let metas = &self.inner.metas;
+        let first = self.inner.leader.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for i in 0..metas.len() {
+            let index = (first + i) % metas.len();
+            match self
+                .inner
+                .network
+                .call(metas[index], req.clone(), self.inner.options.meta_timeout)
+                .await
+            {
+                Ok(answer) => {
+                    self.inner.leader.store(index, Ordering::Relaxed);
+                    return answer;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let e = last_error.expect("at least one meta server");
+        Err(WireError::new(
+            e.code(),
+            format!("no meta server answered ({}): {e}", join(metas)),
+        ))
+    }
+
+    /// Calls one node directly (for inspection and tools).
+    pub async fn call_node<M: Rpc>(&self, node: NodeAddr, req: M) -> Result<M::Response, RpcError> {
+        self.inner
+            .network
+            .call(node, req, self.inner.options.meta_timeout)
+            .await
+    }
+
+    pub async fn create_table(
+        &self,
+        name: &str,
+        partitions: u32,
+        replicas: u32,
+    ) -> WireResult<CreateAppResponse> {
+        self.meta(CreateApp {
+            app_name: name.to_string(),
+            partition_count: partitions,
+            replica_count: replicas,
+            envs: Default::default(),
+        })
+        .await
+    }
+
+    pub async fn drop_table(&self, name: &str) -> WireResult<()> {
+        self.inner.tables.lock().expect("table cache").remove(name);
+        self.meta(DropApp {
+            app_name: name.to_string(),
+        })
+        .await
+    }
+
+    pub async fn list_tables(&self, include_dropped: bool) -> WireResult<Vec<AppState>> {
+        self.meta(ListApps { include_dropped }).await
+    }
+
+    pub async fn query_config(&self, name: &str) -> WireResult<AppState> {
+        self.meta(QueryConfig {
+            app_name: name.to_string(),
+        })
+        .await
+    }
+
+    pub async fn list_nodes(&self) -> WireResult<Vec<NodeInfo>> {
+        self.meta(ListNodes {}).await
+    }
+
+    pub async fn cluster_info(&self) -> WireResult<ClusterInfo> {
+        self.meta(QueryClusterInfo {}).await
+    }
+
+    /// A handle on a table, with its routing loaded (cached per client).
+    pub async fn table(&self, name: &str) -> WireResult<Table> {
+        if let Some(table) = self.inner.tables.lock().expect("table cache").get(name) {
+            return Ok(table.clone());
+        }
+        let routing = self.query_config(name).await?;
+        let table = Table::new(self.clone(), routing);
+        self.inner
+            .tables
+            .lock()
+            .expect("table cache")
+            .insert(name.to_string(), table.clone());
+        Ok(table)
+    }
+}
+
+pub(crate) fn join(nodes: &[NodeAddr]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

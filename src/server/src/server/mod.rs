@@ -1,0 +1,103 @@
+//! Running the server roles: plan them from the configuration, start them in one actix system, and
+//! on SIGTERM or SIGINT shut them down cleanly (replicas close: logs synced, memtables flushed).
+
+mod lock;
+pub mod plan;
+mod roles;
+
+use crate::cli::{Role, ServerArgs};
+use actix::Arbiter;
+use aerie_common::{Clock, SystemClock};
+use aerie_rpc::{Network, NetworkOptions};
+use anyhow::{Context, Result};
+use roles::{ProcessInfo, ReplicaShared};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn run(role: Role, args: ServerArgs) -> Result<ExitCode> {
+    let plan = plan::plan(role, &args)?;
+    crate::logging::init(&plan.config.log.level);
+    let workers = match plan.config.replication.worker_threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n as usize,
+    };
+    let system = actix_rt::System::new();
+    let arbiters: Vec<Arbiter> = if plan.replicas.is_empty() {
+        Vec::new()
+    } else {
+        (0..workers).map(|_| Arbiter::new()).collect()
+    };
+    let handles = arbiters.iter().map(|a| a.handle()).collect();
+    let outcome = system.block_on(run_roles(plan, handles));
+    for arbiter in &arbiters {
+        arbiter.stop();
+    }
+    for arbiter in arbiters {
+        let _ = arbiter.join();
+    }
+    outcome.map(|_| ExitCode::SUCCESS)
+}
+
+async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) -> Result<()> {
+    let config = &plan.config;
+    let network = Network::new(NetworkOptions {
+        max_frame_bytes: config.network.max_frame_bytes as usize,
+        connect_timeout: Duration::from_millis(config.network.connect_timeout_ms),
+        io_threads: 2,
+    })
+    .context("starting the network runtime")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let info = ProcessInfo {
+        roles: plan.roles.clone(),
+        started: Instant::now(),
+    };
+    let meta = match plan.meta {
+        true => Some(roles::start_meta(config, &network, clock.clone(), &info).await?),
+        false => None,
+    };
+    let mut replicas = Vec::new();
+    if !plan.replicas.is_empty() {
+        let shared = ReplicaShared::new(&config.replication, arbiters);
+        for repl in &plan.replicas {
+            replicas.push(roles::start_replica(
+                repl,
+                config,
+                &shared,
+                &network,
+                clock.clone(),
+                &info,
+            )?);
+        }
+    }
+    let collector = match plan.collector {
+        true => Some(roles::start_collector(config, &network, &info)?),
+        false => None,
+    };
+    info!(roles = ?plan.roles, "aerie started");
+
+    wait_for_stop_signal().await?;
+    info!("stopping: closing replicas, syncing logs, flushing memtables");
+    futures::future::join_all(replicas.iter().map(|r| r.shutdown(SHUTDOWN_TIMEOUT))).await;
+    drop(replicas);
+    drop(collector);
+    drop(meta);
+    info!("aerie stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

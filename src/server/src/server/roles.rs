@@ -1,0 +1,264 @@
+//! Starting each role on the shared network: its actors, its endpoint, and its `/health` answer.
+
+use super::lock::DirLock;
+use actix::prelude::*;
+use aerie_actors::meta::{MetaParams, ServerState, StoreLayout};
+use aerie_actors::replica::validate::Limits;
+use aerie_actors::replica::{ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown};
+use aerie_common::{Clock, NodeAddr, WireResult};
+use aerie_config::{AerieConfig, LogSyncMode, MetaStoreKind, ReplicationConfig};
+use aerie_metastore::{EmbeddedStore, MetaStore};
+use aerie_proto::admin::{QueryServerInfo, ServerInfo};
+use aerie_rpc::{Endpoint, HealthCheck, Network, ServerHandle};
+use aerie_storage::{EngineOptions, LogOptions};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MB: u64 = 1024 * 1024;
+
+/// Process-wide facts every endpoint reports through `QueryServerInfo`.
+#[derive(Clone)]
+pub struct ProcessInfo {
+    pub roles: Vec<String>,
+    pub started: Instant,
+}
+
+pub fn add_admin(endpoint: &mut Endpoint, info: &ProcessInfo) {
+    let info = info.clone();
+    endpoint.handle::<QueryServerInfo, _, _>(move |_| {
+        let info = info.clone();
+        async move {
+            WireResult::Ok(ServerInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                roles: info.roles.clone(),
+                uptime_secs: info.started.elapsed().as_secs(),
+            })
+        }
+    });
+}
+
+pub struct MetaRole {
+    _server: ServerHandle,
+    _lock: DirLock,
+}
+
+pub async fn start_meta(
+    config: &AerieConfig,
+    network: &Network,
+    clock: Arc<dyn Clock>,
+    info: &ProcessInfo,
+) -> Result<MetaRole> {
+    let meta = &config.meta_server;
+    let (store, lock): (Arc<dyn MetaStore>, DirLock) = match meta.meta_store {
+        MetaStoreKind::Embedded => {
+            let dir = Path::new(&meta.data_dir);
+            let lock = DirLock::acquire(dir)?;
+            let store = EmbeddedStore::open(&dir.join("store")).context("opening the embedded meta store")?;
+            (Arc::new(store), lock)
+        }
+        MetaStoreKind::Zookeeper => bail!(
+            "meta_server.meta_store = \"zookeeper\" is not available in this build yet; use \"embedded\""
+        ),
+    };
+    let loaded = StoreLayout::new(&meta.cluster_root)
+        .load(store.as_ref())
+        .await
+        .with_context(|| format!("loading the meta state from {}", store.describe()))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let me = meta.address();
+    let repl = &config.replication;
+    let params = MetaParams {
+        me,
+        meta_servers: meta.server_list(),
+        store,
+        cluster_root: meta.cluster_root.clone(),
+        cluster_name: meta.cluster_name.clone(),
+        zookeeper_hosts: String::new(),
+        network: network.clone(),
+        clock,
+        level: meta.meta_function_level_on_start,
+        fd_grace: Duration::from_secs(repl.fd_grace_seconds),
+        fd_check_interval: Duration::from_secs(repl.fd_check_interval_seconds),
+        rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
+        create_wait_ready: Duration::from_millis(meta.create_wait_ready_ms),
+        max_partition_count: meta.max_partition_count,
+        ready: ready.clone(),
+    };
+    let addr = Supervisor::start(move |_| ServerState::new(params, Some(loaded)));
+    let mut endpoint = ServerState::endpoint(me, addr);
+    add_admin(&mut endpoint, info);
+    let health: HealthCheck = Arc::new(move || {
+        if ready.load(Ordering::Acquire) {
+            (true, "meta: serving".to_string())
+        } else {
+            (false, "meta: loading state".to_string())
+        }
+    });
+    let server = network
+        .serve(endpoint, health)
+        .with_context(|| format!("cannot listen on {me} (meta_server.address)"))?;
+    tracing::info!(address = %me, store = %meta.meta_store_name(), "meta server started");
+    Ok(MetaRole {
+        _server: server,
+        _lock: lock,
+    })
+}
+
+trait StoreName {
+    fn meta_store_name(&self) -> &'static str;
+}
+
+impl StoreName for aerie_config::MetaServerConfig {
+    fn meta_store_name(&self) -> &'static str {
+        match self.meta_store {
+            MetaStoreKind::Embedded => "embedded",
+            MetaStoreKind::Zookeeper => "zookeeper",
+        }
+    }
+}
+
+/// Resources every replica server of the process shares.
+pub struct ReplicaShared {
+    pub engine_options: EngineOptions,
+    pub arbiters: Vec<ArbiterHandle>,
+}
+
+impl ReplicaShared {
+    pub fn new(repl: &ReplicationConfig, arbiters: Vec<ArbiterHandle>) -> Self {
+        ReplicaShared {
+            engine_options: EngineOptions::new(
+                (repl.rocksdb_block_cache_mb * MB) as usize,
+                (repl.rocksdb_memtable_budget_mb * MB) as usize,
+                (repl.rocksdb_write_buffer_mb * MB) as usize,
+            ),
+            arbiters,
+        }
+    }
+}
+
+pub struct ReplicaRole {
+    pub stub: Addr<ReplicaStub>,
+    pub server: ServerHandle,
+    _locks: Vec<DirLock>,
+}
+
+impl ReplicaRole {
+    /// Closes every replica (logs synced, memtables flushed), waiting at most `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        if tokio::time::timeout(timeout, self.stub.send(Shutdown))
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %self.server.addr(), "replica server did not stop within {timeout:?}");
+        }
+    }
+}
+
+pub fn start_replica(
+    repl: &ReplicationConfig,
+    config: &AerieConfig,
+    shared: &ReplicaShared,
+    network: &Network,
+    clock: Arc<dyn Clock>,
+    info: &ProcessInfo,
+) -> Result<ReplicaRole> {
+    let me: NodeAddr = repl.address();
+    let data_dirs: Vec<PathBuf> = repl
+        .data_dirs()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|d| PathBuf::from(d.path))
+        .collect();
+    let locks = data_dirs
+        .iter()
+        .map(|d| DirLock::acquire(d))
+        .collect::<Result<Vec<_>>>()?;
+    let options = Arc::new(ReplicaOptions {
+        prepare_timeout: Duration::from_millis(repl.prepare_timeout_ms),
+        prepare_retry_delay: Duration::from_secs(1),
+        group_check_delay: Duration::from_millis(20),
+        min_replicas_for_write: repl.mutation_2pc_min_replica_count as usize,
+        max_uncommitted: 4096,
+        limits: Limits {
+            max_key_bytes: repl.max_key_bytes as usize,
+            max_value_bytes: repl.max_value_bytes as usize,
+        },
+        log_gc_threshold_bytes: repl.log_gc_threshold_mb * MB,
+        log_gc_interval: Duration::from_secs(10),
+        log_options: LogOptions {
+            segment_bytes: repl.log_segment_size_mb * MB,
+            sync: repl.log_sync_mode == LogSyncMode::Fsync,
+        },
+        engine_options: shared.engine_options.clone(),
+    });
+    let last_beacon_ack_ms = Arc::new(AtomicU64::new(0));
+    let stub = ReplicaStub::new(ReplicaStubParams {
+        me,
+        metas: config.meta_server.server_list(),
+        data_dirs,
+        network: network.clone(),
+        options,
+        arbiters: shared.arbiters.clone(),
+        beacon_interval: Duration::from_secs(repl.fd_beacon_interval_seconds),
+        config_sync_interval: Duration::from_millis(repl.config_sync_interval_ms),
+        rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
+        clock: clock.clone(),
+        last_beacon_ack_ms: last_beacon_ack_ms.clone(),
+    });
+    let router = stub.router();
+    let stub = stub.start();
+    let mut endpoint = ReplicaStub::endpoint(me, stub.clone(), router);
+    add_admin(&mut endpoint, info);
+    let lease_ms = repl.fd_lease_seconds * 1000;
+    let health: HealthCheck = Arc::new(move || {
+        let last = last_beacon_ack_ms.load(Ordering::Acquire);
+        if last == 0 {
+            return (
+                false,
+                "replica: no beacon acknowledged by a meta server yet".to_string(),
+            );
+        }
+        let age = clock.now_ms().saturating_sub(last);
+        if age <= lease_ms {
+            (true, format!("replica: beacon acknowledged {age} ms ago"))
+        } else {
+            (
+                false,
+                format!("replica: no beacon acknowledged for {age} ms (lease {lease_ms} ms)"),
+            )
+        }
+    });
+    let server = network
+        .serve(endpoint, health)
+        .with_context(|| format!("cannot listen on {me} (replication.address)"))?;
+    tracing::info!(address = %me, "replica server started");
+    Ok(ReplicaRole {
+        stub,
+        server,
+        _locks: locks,
+    })
+}
+
+pub fn start_collector(
+    config: &AerieConfig,
+    network: &Network,
+    info: &ProcessInfo,
+) -> Result<ServerHandle> {
+    let me: NodeAddr = config.collector.address.parse().expect("validated");
+    let mut endpoint = Endpoint::new(me);
+    add_admin(&mut endpoint, info);
+    let health: HealthCheck = Arc::new(|| {
+        (
+            true,
+            "collector: up (availability probes are not implemented yet)".to_string(),
+        )
+    });
+    let server = network
+        .serve(endpoint, health)
+        .with_context(|| format!("cannot listen on {me} (collector.address)"))?;
+    tracing::info!(address = %me, "collector started");
+    Ok(server)
+}

@@ -1,0 +1,237 @@
+//! The shell's commands, parsed with clap so that every command has `--help` and clear errors.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    no_binary_name = true,
+    disable_version_flag = true,
+    help_template = "{subcommands}"
+)]
+pub struct Line {
+    #[command(subcommand)]
+    pub command: ShellCommand,
+}
+
+/// `-o FILE` and `-j`, accepted by every listing.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Write the output to FILE instead of the screen.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeFilter {
+    Alive,
+    Unalive,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShellCommand {
+    /// Create a table.
+    Create {
+        name: String,
+        /// Partition count (a power of two).
+        #[arg(short = 'p', long = "partition_count", default_value_t = 8)]
+        partitions: u32,
+        /// Replica count.
+        #[arg(short = 'r', long = "replica_count", default_value_t = 3)]
+        replicas: u32,
+    },
+    /// Drop a table.
+    Drop { name: String },
+    /// List tables.
+    Ls {
+        /// Add the health of every table.
+        #[arg(short = 'd', long = "detailed")]
+        detailed: bool,
+        /// Include dropped tables.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one table; -d adds every partition and the replicas per node.
+    App {
+        name: String,
+        #[arg(short = 'd', long = "detailed")]
+        detailed: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List replica servers.
+    Nodes {
+        /// Add replica counts per node.
+        #[arg(short = 'd', long = "detailed")]
+        detailed: bool,
+        /// Only nodes with this status.
+        #[arg(short = 's', long = "status", value_enum)]
+        status: Option<NodeFilter>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show the cluster's meta servers, store, level and balance.
+    #[command(name = "cluster_info")]
+    ClusterInfo {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Select the table the data commands work on.
+    Use { name: String },
+    /// Write a value: set HASH_KEY SORT_KEY VALUE [TTL_SECONDS].
+    Set {
+        hash_key: String,
+        sort_key: String,
+        value: String,
+        ttl_seconds: Option<u32>,
+    },
+    /// Read a value.
+    Get { hash_key: String, sort_key: String },
+    /// Delete a value.
+    Del { hash_key: String, sort_key: String },
+    /// Read several sort keys of a hash key (all of them when none is given).
+    #[command(name = "multi_get")]
+    MultiGet {
+        hash_key: String,
+        sort_keys: Vec<String>,
+        /// Stop after this many records (0 = no limit).
+        #[arg(long = "max_count", default_value_t = 0)]
+        max_count: u32,
+    },
+    /// Write several values of a hash key: multi_set HASH_KEY SORT_KEY VALUE [SORT_KEY VALUE...].
+    #[command(name = "multi_set")]
+    MultiSet {
+        hash_key: String,
+        #[arg(required = true, num_args = 2..)]
+        pairs: Vec<String>,
+        /// Time to live of every value, in seconds.
+        #[arg(long = "ttl", default_value_t = 0)]
+        ttl_seconds: u32,
+    },
+    /// Delete several sort keys of a hash key.
+    #[command(name = "multi_del")]
+    MultiDel {
+        hash_key: String,
+        #[arg(required = true)]
+        sort_keys: Vec<String>,
+    },
+    /// Add to an integer value: incr HASH_KEY SORT_KEY [INCREMENT].
+    #[command(allow_negative_numbers = true)]
+    Incr {
+        hash_key: String,
+        sort_key: String,
+        #[arg(default_value_t = 1)]
+        increment: i64,
+    },
+    /// Show every record of a hash key.
+    Scan {
+        hash_key: String,
+        /// Stop after this many records (0 = no limit).
+        #[arg(long = "max_count", default_value_t = 0)]
+        max_count: u64,
+        /// Show sort keys only.
+        #[arg(long = "no_value")]
+        no_value: bool,
+    },
+    /// Show every record of the table.
+    #[command(name = "full_scan")]
+    FullScan {
+        /// Stop after this many records (0 = no limit).
+        #[arg(long = "max_count", default_value_t = 0)]
+        max_count: u64,
+        #[arg(long = "no_value")]
+        no_value: bool,
+    },
+    /// Count the records of the table; -d per partition.
+    #[command(name = "count_data")]
+    CountData {
+        #[arg(short = 'd', long = "detailed")]
+        detailed: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show a record's remaining time to live.
+    Ttl { hash_key: String, sort_key: String },
+    /// Leave the shell.
+    #[command(alias = "quit")]
+    Exit,
+}
+
+/// Names for completion.
+pub const COMMAND_NAMES: &[&str] = &[
+    "app",
+    "cluster_info",
+    "count_data",
+    "create",
+    "del",
+    "drop",
+    "exit",
+    "full_scan",
+    "get",
+    "help",
+    "incr",
+    "ls",
+    "multi_del",
+    "multi_get",
+    "multi_set",
+    "nodes",
+    "quit",
+    "scan",
+    "set",
+    "ttl",
+    "use",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<ShellCommand, clap::Error> {
+        Line::try_parse_from(words).map(|l| l.command)
+    }
+
+    #[test]
+    fn pegasus_style_commands_parse() {
+        assert!(matches!(
+            parse(&["create", "t", "-p", "16", "-r", "3"]).unwrap(),
+            ShellCommand::Create {
+                partitions: 16,
+                replicas: 3,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["ls", "-d", "-j", "-o", "/tmp/x"]).unwrap(),
+            ShellCommand::Ls { detailed: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["nodes", "-d", "-s", "alive"]).unwrap(),
+            ShellCommand::Nodes {
+                status: Some(NodeFilter::Alive),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["incr", "h", "s", "-3"]).unwrap(),
+            ShellCommand::Incr { increment: -3, .. }
+        ));
+        assert!(matches!(
+            parse(&["cluster_info"]).unwrap(),
+            ShellCommand::ClusterInfo { .. }
+        ));
+        assert!(matches!(parse(&["quit"]).unwrap(), ShellCommand::Exit));
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(parse(&["create"]).is_err());
+        assert!(parse(&["multi_set", "h", "only_one"]).is_err());
+        assert!(parse(&["create", "t", "-p", "many"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+}
