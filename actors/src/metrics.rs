@@ -2,9 +2,8 @@
 //! carry a `node` label because `--role all` runs several replica servers in one process.
 
 use prometheus::{
-    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec,
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -64,16 +63,12 @@ pub static MUTATIONS_COMMITTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 pub static META_TABLES: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "aerie_meta_tables",
-        "Available tables known to the meta server."
-    )
-    .expect("metric registers once")
+    register_int_gauge!("aerie_meta_tables", "Available tables known to the meta server.")
+        .expect("metric registers once")
 });
 
 pub static META_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("aerie_meta_partitions", "Partitions of available tables.")
-        .expect("metric registers once")
+    register_int_gauge!("aerie_meta_partitions", "Partitions of available tables.").expect("metric registers once")
 });
 
 pub static META_PARTITION_HEALTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {

@@ -1,1 +1,14 @@
-//! placeholder
+//! The harness for Aerie's integration tests: real `aerie` processes on free loopback ports with
+//! temporary data dirs, killed with SIGKILL and restarted, plus helpers to wait (always bounded) for
+//! the cluster to reach a state.
+//!
+//! The binary under test is `$AERIE_TEST_BIN`, or `aerie` next to the test executable's directory
+//! (`target/<profile>/aerie`), which `cargo test` builds along with the tests.
+
+mod cluster;
+mod process;
+mod wait;
+
+pub use cluster::{ProcessCluster, ProcessClusterOptions, ShellOutput};
+pub use process::{aerie_bin, free_port, AerieProcess};
+pub use wait::wait_until;

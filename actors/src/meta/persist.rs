@@ -53,9 +53,7 @@ fn from_json<T: for<'de> Deserialize<'de>>(path: &str, bytes: &[u8]) -> Result<T
 
 impl StoreLayout {
     pub fn new(root: &str) -> Self {
-        StoreLayout {
-            root: root.to_string(),
-        }
+        StoreLayout { root: root.to_string() }
     }
 
     pub fn root(&self) -> &str {
@@ -75,12 +73,7 @@ impl StoreLayout {
     }
 
     /// One transaction that records a new table with all its partitions.
-    pub fn create_app_ops(
-        &self,
-        app: &AppInfo,
-        partitions: &[PartitionConfig],
-        next_app_id: AppId,
-    ) -> Vec<StoreOp> {
+    pub fn create_app_ops(&self, app: &AppInfo, partitions: &[PartitionConfig], next_app_id: AppId) -> Vec<StoreOp> {
         let mut ops = vec![
             StoreOp::Set {
                 path: self.root.clone(),
@@ -175,9 +168,7 @@ mod tests {
             drop_time_secs: None,
             envs: Default::default(),
         };
-        let partitions: Vec<_> = (0..2)
-            .map(|i| PartitionConfig::empty(Gpid::new(1, i), 3))
-            .collect();
+        let partitions: Vec<_> = (0..2).map(|i| PartitionConfig::empty(Gpid::new(1, i), 3)).collect();
         store
             .transaction(layout.create_app_ops(&app, &partitions, 2))
             .await

@@ -26,7 +26,9 @@ pub struct Placement {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
-    #[error("a table with {replica_count} replicas needs {replica_count} alive replica servers, but {alive} are alive")]
+    #[error(
+        "a table with {replica_count} replicas needs {replica_count} alive replica servers, but {alive} are alive"
+    )]
     NotEnoughNodes { replica_count: u32, alive: usize },
     #[error("replica count must be at least 1")]
     NoReplicas,
@@ -67,10 +69,7 @@ pub fn place_table(
             let member = |k: usize| ring[(start + k) % n].0;
             Placement {
                 primary: member(primary_offset),
-                secondaries: (0..r)
-                    .filter(|k| *k != primary_offset)
-                    .map(member)
-                    .collect(),
+                secondaries: (0..r).filter(|k| *k != primary_offset).map(member).collect(),
             }
         })
         .collect();
@@ -84,12 +83,7 @@ mod tests {
 
     fn nodes(n: u16) -> BTreeMap<NodeAddr, NodeLoad> {
         (0..n)
-            .map(|i| {
-                (
-                    format!("127.0.0.1:{}", 34801 + i).parse().unwrap(),
-                    NodeLoad::default(),
-                )
-            })
+            .map(|i| (format!("127.0.0.1:{}", 34801 + i).parse().unwrap(), NodeLoad::default()))
             .collect()
     }
 
@@ -106,10 +100,7 @@ mod tests {
     }
 
     fn max_minus_min(counts: &BTreeMap<NodeAddr, u32>, all: &BTreeMap<NodeAddr, NodeLoad>) -> u32 {
-        let values: Vec<u32> = all
-            .keys()
-            .map(|n| counts.get(n).copied().unwrap_or(0))
-            .collect();
+        let values: Vec<u32> = all.keys().map(|n| counts.get(n).copied().unwrap_or(0)).collect();
         values.iter().max().unwrap() - values.iter().min().unwrap()
     }
 

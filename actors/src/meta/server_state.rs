@@ -10,8 +10,7 @@
 use super::persist::StoreLayout;
 use super::placement::{place_table, NodeLoad};
 use crate::metrics::{
-    META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES,
-    META_TABLES,
+    META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES, META_TABLES,
 };
 use actix::prelude::*;
 use aerie_common::{AppId, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
@@ -68,11 +67,7 @@ fn err(code: ErrorCode, detail: impl Into<String>) -> WireError {
 }
 
 /// Sends configuration updates to replica servers; returns how many partitions every member confirmed.
-async fn push_configs(
-    network: Network,
-    pushes: Vec<(NodeAddr, ConfigUpdate)>,
-    timeout: Duration,
-) -> u32 {
+async fn push_configs(network: Network, pushes: Vec<(NodeAddr, ConfigUpdate)>, timeout: Duration) -> u32 {
     let calls = pushes.into_iter().map(|(node, update)| {
         let network = network.clone();
         async move {
@@ -134,11 +129,7 @@ impl ServerState {
         // Nodes named by configurations are known, but unalive until they beacon.
         let named: Vec<NodeAddr> = self
             .available_apps()
-            .flat_map(|a| {
-                a.partitions
-                    .iter()
-                    .flat_map(|p| p.members().collect::<Vec<_>>())
-            })
+            .flat_map(|a| a.partitions.iter().flat_map(|p| p.members().collect::<Vec<_>>()))
             .collect();
         for node in named {
             self.nodes.entry(node).or_insert(NodeEntry {
@@ -147,9 +138,7 @@ impl ServerState {
             });
         }
         self.loaded = true;
-        self.params
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.params.ready.store(true, std::sync::atomic::Ordering::Release);
         info!(
             tables = self.available_apps().count(),
             next_app_id = self.next_app_id,
@@ -160,9 +149,7 @@ impl ServerState {
     }
 
     fn available_apps(&self) -> impl Iterator<Item = &AppState> {
-        self.apps
-            .values()
-            .filter(|a| a.info.status == AppStatus::Available)
+        self.apps.values().filter(|a| a.info.status == AppStatus::Available)
     }
 
     fn find_available(&self, name: &str) -> Option<&AppState> {
@@ -205,10 +192,7 @@ impl ServerState {
         let grace = self.params.fd_grace.as_millis() as u64;
         let mut changed = false;
         for (node, entry) in self.nodes.iter_mut().filter(|(_, e)| e.alive) {
-            let silent_ms = entry
-                .last_beacon_ms
-                .map(|t| now.saturating_sub(t))
-                .unwrap_or(u64::MAX);
+            let silent_ms = entry.last_beacon_ms.map(|t| now.saturating_sub(t)).unwrap_or(u64::MAX);
             if silent_ms > grace {
                 entry.alive = false;
                 changed = true;
@@ -223,10 +207,7 @@ impl ServerState {
     fn refresh_metrics(&self) {
         let apps: Vec<&AppState> = self.available_apps().collect();
         META_TABLES.set(apps.len() as i64);
-        let partitions: Vec<PartitionConfig> = apps
-            .iter()
-            .flat_map(|a| a.partitions.iter().cloned())
-            .collect();
+        let partitions: Vec<PartitionConfig> = apps.iter().flat_map(|a| a.partitions.iter().cloned()).collect();
         META_PARTITIONS.set(partitions.len() as i64);
         let health = HealthCounts::of(&partitions);
         META_PARTITION_HEALTH
@@ -247,12 +228,8 @@ impl ServerState {
             .with_label_values(&["unalive"])
             .set(self.nodes.len() as i64 - alive);
         let (primary_stddev, total_stddev) = self.replica_stddevs();
-        META_REPLICA_STDDEV
-            .with_label_values(&["primary"])
-            .set(primary_stddev);
-        META_REPLICA_STDDEV
-            .with_label_values(&["total"])
-            .set(total_stddev);
+        META_REPLICA_STDDEV.with_label_values(&["primary"]).set(primary_stddev);
+        META_REPLICA_STDDEV.with_label_values(&["total"]).set(total_stddev);
     }
 
     /// Standard deviations of primary and replica counts over alive nodes.
@@ -350,10 +327,7 @@ impl ServerState {
             ));
         }
         if self.find_available(name).is_some() {
-            return Err(err(
-                ErrorCode::ERR_APP_EXIST,
-                format!("table '{name}' already exists"),
-            ));
+            return Err(err(ErrorCode::ERR_APP_EXIST, format!("table '{name}' already exists")));
         }
         Ok(())
     }
@@ -384,15 +358,15 @@ impl Actor for ServerState {
             let store = self.params.store.clone();
             let layout = self.layout.clone();
             ctx.wait(
-                async move { layout.load(store.as_ref()).await }
-                    .into_actor(self)
-                    .map(|loaded, act, ctx| match loaded {
+                async move { layout.load(store.as_ref()).await }.into_actor(self).map(
+                    |loaded, act, ctx| match loaded {
                         Ok(loaded) => act.install(loaded),
                         Err(e) => {
                             error!(error = %e, "cannot load the meta state; retrying in 1 s");
                             ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
                         }
-                    }),
+                    },
+                ),
             );
         }
         ctx.run_interval(self.params.fd_check_interval, |act, _| act.check_liveness());
@@ -403,9 +377,7 @@ impl Supervised for ServerState {
     fn restarting(&mut self, _: &mut Self::Context) {
         warn!("meta state actor restarting; it will reload from the store");
         self.loaded = false;
-        self.params
-            .ready
-            .store(false, std::sync::atomic::Ordering::Release);
+        self.params.ready.store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -424,11 +396,7 @@ impl Handler<Inbound<Beacon>> for ServerState {
 impl Handler<Inbound<ConfigSync>> for ServerState {
     type Result = WireResult<ConfigSyncResponse>;
 
-    fn handle(
-        &mut self,
-        Inbound(sync): Inbound<ConfigSync>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(sync): Inbound<ConfigSync>, _: &mut Self::Context) -> Self::Result {
         self.check_loaded()?;
         self.touch(sync.node);
         let partitions = self
@@ -443,9 +411,7 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
         let mut dropped_apps: Vec<AppId> = Vec::new();
         for report in &sync.replicas {
             match self.apps.get(&report.gpid.app_id) {
-                Some(app) if app.info.status == AppStatus::Dropped => {
-                    dropped_apps.push(app.info.app_id)
-                }
+                Some(app) if app.info.status == AppStatus::Dropped => dropped_apps.push(app.info.app_id),
                 Some(_) => {}
                 None => {
                     warn!(node = %sync.node, gpid = %report.gpid, "a replica server holds a replica of a table this meta does not know; leaving it alone")
@@ -464,17 +430,12 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
 impl Handler<Inbound<CreateApp>> for ServerState {
     type Result = ResponseFuture<WireResult<CreateAppResponse>>;
 
-    fn handle(
-        &mut self,
-        Inbound(req): Inbound<CreateApp>,
-        ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(req): Inbound<CreateApp>, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .check_loaded()
             .and_then(|_| self.validate_create(&req))
             .and_then(|_| {
-                let alive: BTreeMap<NodeAddr, NodeLoad> =
-                    self.alive_nodes().map(|n| (n, self.node_load(n))).collect();
+                let alive: BTreeMap<NodeAddr, NodeLoad> = self.alive_nodes().map(|n| (n, self.node_load(n))).collect();
                 place_table(&alive, req.partition_count, req.replica_count)
                     .map_err(|e| err(ErrorCode::ERR_NOT_ENOUGH_MEMBER, e.to_string()))
             });
@@ -522,10 +483,7 @@ impl Handler<Inbound<CreateApp>> for ServerState {
                 .await
                 .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
             let ready_partitions = push_configs(network, pushes, wait).await;
-            Ok(CreateAppResponse {
-                app,
-                ready_partitions,
-            })
+            Ok(CreateAppResponse { app, ready_partitions })
         })
     }
 }
@@ -584,11 +542,7 @@ impl Handler<Inbound<ListApps>> for ServerState {
 impl Handler<Inbound<QueryConfig>> for ServerState {
     type Result = WireResult<AppState>;
 
-    fn handle(
-        &mut self,
-        Inbound(req): Inbound<QueryConfig>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(req): Inbound<QueryConfig>, _: &mut Self::Context) -> Self::Result {
         self.check_loaded()?;
         self.find_available(&req.app_name).cloned().ok_or_else(|| {
             err(

@@ -10,9 +10,7 @@ use super::storage::{write_manifest, OpenedReplica, ReplicaManifest};
 use super::validate::{validate_read, Limits};
 use crate::metrics::{REPLICA_COUNT, REPLICA_REQUESTS, REPLICA_REQUEST_SECONDS};
 use actix::prelude::*;
-use aerie_common::{
-    clock::wall_secs_now, Ballot, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult,
-};
+use aerie_common::{clock::wall_secs_now, Ballot, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::data::{ReadResult, WriteResult};
 use aerie_proto::meta::{AppInfo, AppStatus, PartitionConfig};
 use aerie_proto::replica::{
@@ -33,6 +31,8 @@ pub struct ReplicaOptions {
     pub prepare_timeout: Duration,
     pub prepare_retry_delay: Duration,
     pub group_check_delay: Duration,
+    /// How often an idle primary repeats the committed point to its secondaries.
+    pub group_check_interval: Duration,
     pub min_replicas_for_write: usize,
     pub max_uncommitted: usize,
     pub limits: Limits,
@@ -41,6 +41,9 @@ pub struct ReplicaOptions {
     pub log_options: LogOptions,
     pub engine_options: EngineOptions,
 }
+
+/// A secondary's pending answer to a prepare: sent once the mutation at that ballot is logged.
+pub(super) type AckWaiter = (Ballot, oneshot::Sender<WireResult<PrepareAck>>);
 
 pub(super) struct WriteWaiter {
     pub tx: oneshot::Sender<WireResult<WriteResult>>,
@@ -70,7 +73,7 @@ pub struct Replica {
     /// Secondary: the primary's committed decree, as last heard.
     pub(super) primary_committed: Decree,
     pub(super) write_waiters: HashMap<Decree, WriteWaiter>,
-    pub(super) ack_waiters: HashMap<Decree, Vec<(Ballot, oneshot::Sender<WireResult<PrepareAck>>)>>,
+    pub(super) ack_waiters: HashMap<Decree, Vec<AckWaiter>>,
     pub(super) group_check_scheduled: bool,
     /// Set when storage failed: the replica refuses everything until it is reopened.
     pub(super) broken: Option<String>,
@@ -78,12 +81,7 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub fn new(
-        opened: OpenedReplica,
-        me: NodeAddr,
-        network: Network,
-        options: Arc<ReplicaOptions>,
-    ) -> Self {
+    pub fn new(opened: OpenedReplica, me: NodeAddr, network: Network, options: Arc<ReplicaOptions>) -> Self {
         let mut list = PrepareList::new(opened.last_committed);
         for mutation in opened.uncommitted {
             list.restore_logged(mutation);
@@ -140,10 +138,7 @@ impl Replica {
 
     /// The secondaries of the current configuration.
     pub(super) fn secondaries(&self) -> Vec<NodeAddr> {
-        self.config
-            .as_ref()
-            .map(|c| c.secondaries.clone())
-            .unwrap_or_default()
+        self.config.as_ref().map(|c| c.secondaries.clone()).unwrap_or_default()
     }
 
     pub(super) fn check_primary_ready(&self) -> WireResult<()> {
@@ -174,12 +169,7 @@ impl Replica {
         Ok(())
     }
 
-    pub(super) fn record_request(
-        &self,
-        kind: &'static str,
-        started: Instant,
-        outcome: &WireResult<impl Sized>,
-    ) {
+    pub(super) fn record_request(&self, kind: &'static str, started: Instant, outcome: &WireResult<impl Sized>) {
         let outcome = match outcome {
             Ok(_) => "ok",
             Err(e) => e.code.name(),
@@ -202,9 +192,7 @@ impl Replica {
 
     pub(super) fn fail_waiters(&mut self, code: ErrorCode, reason: &str) {
         for (_, waiter) in self.write_waiters.drain() {
-            let _ = waiter
-                .tx
-                .send(Err(WireError::new(code, reason.to_string())));
+            let _ = waiter.tx.send(Err(WireError::new(code, reason.to_string())));
         }
         for (_, waiters) in self.ack_waiters.drain() {
             for (_, tx) in waiters {
@@ -213,19 +201,11 @@ impl Replica {
         }
     }
 
-    fn apply_config(
-        &mut self,
-        app: AppInfo,
-        config: PartitionConfig,
-        ctx: &mut Context<Self>,
-    ) -> WireResult<()> {
+    fn apply_config(&mut self, app: AppInfo, config: PartitionConfig, ctx: &mut Context<Self>) -> WireResult<()> {
         if config.gpid != self.gpid {
             return Err(WireError::new(
                 ErrorCode::ERR_INVALID_PARAMETERS,
-                format!(
-                    "configuration of {} sent to replica {}",
-                    config.gpid, self.gpid
-                ),
+                format!("configuration of {} sent to replica {}", config.gpid, self.gpid),
             ));
         }
         if config.ballot < self.ballot {
@@ -325,9 +305,8 @@ impl Actor for Replica {
         REPLICA_COUNT
             .with_label_values(&[&self.node_label, Self::role_label(self.status)])
             .inc();
-        ctx.run_interval(self.options.log_gc_interval, |act, ctx| {
-            act.start_log_gc(ctx)
-        });
+        ctx.run_interval(self.options.log_gc_interval, |act, ctx| act.start_log_gc(ctx));
+        ctx.run_interval(self.options.group_check_interval, |act, _| act.send_group_check());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -394,10 +373,7 @@ impl Handler<Inbound<ClientRead>> for Replica {
             let result = match joined {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
-                Err(e) => Err(WireError::new(
-                    ErrorCode::ERR_STORAGE,
-                    format!("read task failed: {e}"),
-                )),
+                Err(e) => Err(WireError::new(ErrorCode::ERR_STORAGE, format!("read task failed: {e}"))),
             };
             act.record_request(kind, started, &result);
             result

@@ -53,11 +53,8 @@ impl LogPipeline {
         Some(async move {
             let written = batch.iter().map(|m| (m.decree, m.ballot)).collect();
             let result = tokio::task::spawn_blocking(move || {
-                let mut log = log
-                    .lock()
-                    .map_err(|_| "mutation log lock poisoned".to_string())?;
-                log.append(batch.iter().map(|m| m.as_ref()))
-                    .map_err(|e| e.to_string())
+                let mut log = log.lock().map_err(|_| "mutation log lock poisoned".to_string())?;
+                log.append(batch.iter().map(|m| m.as_ref())).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("log task failed: {e}")));
@@ -103,11 +100,9 @@ impl ApplyPipeline {
         let engine = self.engine.clone();
         Some(async move {
             let for_engine = batch.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                engine.apply(&for_engine).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("apply task failed: {e}")));
+            let result = tokio::task::spawn_blocking(move || engine.apply(&for_engine).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(format!("apply task failed: {e}")));
             Applied {
                 mutations: batch,
                 result,

@@ -62,11 +62,7 @@ impl PrepareList {
 
     /// The highest decree known here, committed or not.
     pub fn last_prepared(&self) -> Decree {
-        self.entries
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(self.last_committed)
+        self.entries.keys().next_back().copied().unwrap_or(self.last_committed)
     }
 
     pub fn uncommitted(&self) -> impl Iterator<Item = &Entry> {
@@ -96,11 +92,7 @@ impl PrepareList {
     }
 
     /// Primary: records a new proposal that every node in `secondaries` must acknowledge.
-    pub fn propose(
-        &mut self,
-        mutation: Arc<Mutation>,
-        secondaries: impl IntoIterator<Item = NodeAddr>,
-    ) {
+    pub fn propose(&mut self, mutation: Arc<Mutation>, secondaries: impl IntoIterator<Item = NodeAddr>) {
         debug_assert!(mutation.decree > self.last_committed);
         self.entries.insert(
             mutation.decree,
@@ -132,18 +124,11 @@ impl PrepareList {
 
     /// Primary: commits, in decree order, every entry that is logged here and acked by everyone.
     pub fn take_committable(&mut self) -> Vec<Arc<Mutation>> {
-        self.commit_while(
-            |entry| entry.logged && entry.awaiting.is_empty(),
-            Decree::MAX,
-        )
+        self.commit_while(|entry| entry.logged && entry.awaiting.is_empty(), Decree::MAX)
     }
 
     /// Secondary: accepts a prepare from a primary at `mutation.ballot`, given our own `ballot`.
-    pub fn accept_prepare(
-        &mut self,
-        mutation: Arc<Mutation>,
-        ballot: Ballot,
-    ) -> Result<PrepareOutcome, Reject> {
+    pub fn accept_prepare(&mut self, mutation: Arc<Mutation>, ballot: Ballot) -> Result<PrepareOutcome, Reject> {
         if mutation.ballot < ballot {
             return Err(Reject::StaleBallot {
                 ours: ballot,
@@ -178,11 +163,7 @@ impl PrepareList {
         self.commit_while(|entry| entry.logged, primary_committed)
     }
 
-    fn commit_while(
-        &mut self,
-        ready: impl Fn(&Entry) -> bool,
-        limit: Decree,
-    ) -> Vec<Arc<Mutation>> {
+    fn commit_while(&mut self, ready: impl Fn(&Entry) -> bool, limit: Decree) -> Vec<Arc<Mutation>> {
         let mut committed = Vec::new();
         while self.last_committed < limit {
             let next = self.last_committed + 1;
@@ -250,10 +231,7 @@ mod tests {
         list.mark_logged(1, 1);
         assert_eq!(decrees(&list.take_committable()), vec![1]);
         assert_eq!(list.last_committed(), 1);
-        assert!(
-            list.take_committable().is_empty(),
-            "each decree commits once"
-        );
+        assert!(list.take_committable().is_empty(), "each decree commits once");
     }
 
     #[test]
@@ -265,10 +243,7 @@ mod tests {
         }
         list.ack(3, node(2), 1);
         list.ack(2, node(2), 1);
-        assert!(
-            list.take_committable().is_empty(),
-            "decree 1 holds back 2 and 3"
-        );
+        assert!(list.take_committable().is_empty(), "decree 1 holds back 2 and 3");
         list.ack(1, node(2), 1);
         assert_eq!(decrees(&list.take_committable()), vec![1, 2, 3]);
     }
@@ -296,10 +271,7 @@ mod tests {
     fn secondary_logs_acks_and_commits_to_the_primarys_point() {
         let mut list = PrepareList::new(0);
         for d in 1..=3 {
-            assert_eq!(
-                list.accept_prepare(mutation(d, 1), 1),
-                Ok(PrepareOutcome::NeedsLogging)
-            );
+            assert_eq!(list.accept_prepare(mutation(d, 1), 1), Ok(PrepareOutcome::NeedsLogging));
         }
         list.mark_logged(1, 1);
         list.mark_logged(3, 1);
@@ -329,10 +301,7 @@ mod tests {
         let mut list = PrepareList::new(0);
         list.accept_prepare(mutation(1, 1), 1).unwrap();
         list.mark_logged(1, 1);
-        assert_eq!(
-            list.accept_prepare(mutation(1, 2), 1),
-            Ok(PrepareOutcome::NeedsLogging)
-        );
+        assert_eq!(list.accept_prepare(mutation(1, 2), 1), Ok(PrepareOutcome::NeedsLogging));
         assert_eq!(list.get(1).unwrap().mutation.ballot, 2);
         assert!(!list.get(1).unwrap().logged);
     }

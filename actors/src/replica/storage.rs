@@ -62,11 +62,7 @@ pub fn list_replica_dirs(data_dir: &Path) -> Result<Vec<(Gpid, PathBuf)>, Storag
     let mut found = Vec::new();
     for entry in fs::read_dir(&root).map_err(io_err(&root))? {
         let entry = entry.map_err(io_err(&root))?;
-        if let Some(gpid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Gpid>().ok())
-        {
+        if let Some(gpid) = entry.file_name().to_str().and_then(|n| n.parse::<Gpid>().ok()) {
             found.push((gpid, entry.path()));
         }
     }
@@ -82,24 +78,20 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
 /// Writes the manifest atomically (temporary file, fsync, rename, fsync of the directory).
 pub fn write_manifest(dir: &Path, manifest: &ReplicaManifest) -> Result<(), StorageError> {
     let tmp = dir.join("manifest.json.tmp");
-    let text =
-        serde_json::to_vec_pretty(manifest).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(manifest).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     {
         let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
         std::io::Write::write_all(&mut file, &text).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
     }
     fs::rename(&tmp, dir.join(MANIFEST)).map_err(io_err(dir))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 fn read_manifest(dir: &Path) -> Result<ReplicaManifest, StorageError> {
     let path = dir.join(MANIFEST);
     let text = fs::read(&path).map_err(io_err(&path))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
 }
 
 /// Creates an empty replica.
@@ -173,9 +165,7 @@ pub fn open_replica(
 pub fn set_aside(dir: &Path) -> Result<PathBuf, StorageError> {
     let name = format!(
         "{}.{}.gar",
-        dir.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("replica"),
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("replica"),
         aerie_common::clock::wall_secs_now()
     );
     let target = dir.with_file_name(name);
@@ -239,26 +229,14 @@ mod tests {
         // Decrees 1..=4 logged; the newest record says 3 is committed; nothing applied yet.
         opened
             .log
-            .append(&[
-                mutation(1, 0),
-                mutation(2, 1),
-                mutation(3, 2),
-                mutation(4, 3),
-            ])
+            .append(&[mutation(1, 0), mutation(2, 1), mutation(3, 2), mutation(4, 3)])
             .unwrap();
         drop(opened);
 
         let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
         assert_eq!(opened.last_committed, 3);
         assert_eq!(opened.replayed, 3);
-        assert_eq!(
-            opened
-                .uncommitted
-                .iter()
-                .map(|m| m.decree)
-                .collect::<Vec<_>>(),
-            vec![4]
-        );
+        assert_eq!(opened.uncommitted.iter().map(|m| m.decree).collect::<Vec<_>>(), vec![4]);
         assert_eq!(opened.engine.last_applied_decree().unwrap(), 3);
         let get = |k: &str| {
             opened
@@ -289,18 +267,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
         let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
-        opened
-            .log
-            .append(&[mutation(1, 0), mutation(3, 2)])
-            .unwrap();
+        opened.log.append(&[mutation(1, 0), mutation(3, 2)]).unwrap();
         drop(opened);
-        let err = open_replica(&dir, &engine_options(), LOG)
-            .err()
-            .expect("must refuse");
-        assert!(
-            err.to_string().contains("committed decree 2 is missing"),
-            "{err}"
-        );
+        let err = open_replica(&dir, &engine_options(), LOG).err().expect("must refuse");
+        assert!(err.to_string().contains("committed decree 2 is missing"), "{err}");
     }
 
     #[test]

@@ -9,23 +9,19 @@
 use super::actor::{Replica, ReplicaOptions};
 use super::messages::{Close, GetInfo, UpdateConfig};
 use super::storage::{
-    create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica,
-    ReplicaManifest,
+    create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
 };
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
 use aerie_common::{AppId, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
-use aerie_proto::meta::{
-    AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport,
-};
+use aerie_proto::meta::{AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport};
 use aerie_proto::replica::{
-    ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum,
-    ReplicaInfo,
+    ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
 };
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -85,10 +81,7 @@ impl Message for Shutdown {
 }
 
 fn mailbox_error(e: MailboxError) -> WireError {
-    WireError::new(
-        ErrorCode::ERR_INVALID_STATE,
-        format!("replica actor unavailable: {e}"),
-    )
+    WireError::new(ErrorCode::ERR_INVALID_STATE, format!("replica actor unavailable: {e}"))
 }
 
 impl ReplicaStub {
@@ -127,15 +120,10 @@ impl ReplicaStub {
     fn start_replica(&mut self, opened: OpenedReplica, data_dir: usize) -> Addr<Replica> {
         let gpid = opened.manifest.gpid;
         let dir = opened.dir.clone();
-        let (me, network, options) = (
-            self.params.me,
-            self.params.network.clone(),
-            self.params.options.clone(),
-        );
+        let (me, network, options) = (self.params.me, self.params.network.clone(), self.params.options.clone());
         let arbiter = &self.params.arbiters[self.next_arbiter % self.params.arbiters.len()];
         self.next_arbiter += 1;
-        let addr =
-            Replica::start_in_arbiter(arbiter, move |_| Replica::new(opened, me, network, options));
+        let addr = Replica::start_in_arbiter(arbiter, move |_| Replica::new(opened, me, network, options));
         self.router.insert(gpid, addr.clone());
         self.replicas.insert(
             gpid,
@@ -160,11 +148,7 @@ impl ReplicaStub {
     }
 
     /// Makes this node serve `config` (creating the replica if needed) and answers once it does.
-    fn serve_partition(
-        &mut self,
-        app: AppInfo,
-        config: PartitionConfig,
-    ) -> LocalBoxActorFuture<Self, WireResult<()>> {
+    fn serve_partition(&mut self, app: AppInfo, config: PartitionConfig) -> LocalBoxActorFuture<Self, WireResult<()>> {
         let gpid = config.gpid;
         if let Some(local) = self.replicas.get(&gpid) {
             let addr = local.addr.clone();
@@ -191,12 +175,7 @@ impl ReplicaStub {
             if dir.join("manifest.json").exists() {
                 open_replica(&dir, &options.engine_options, options.log_options)
             } else {
-                create_replica(
-                    &dir,
-                    &manifest,
-                    &options.engine_options,
-                    options.log_options,
-                )
+                create_replica(&dir, &manifest, &options.engine_options, options.log_options)
             }
         });
         open.into_actor(self)
@@ -217,8 +196,7 @@ impl ReplicaStub {
                     format!("cannot create replica {gpid}: {e}"),
                 )))
                 .boxed_local(),
-                Err(e) => fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())))
-                    .boxed_local(),
+                Err(e) => fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string()))).boxed_local(),
             })
             .boxed_local()
     }
@@ -249,23 +227,23 @@ impl ReplicaStub {
         let (network, meta, me) = (self.params.network.clone(), self.meta(), self.params.me);
         let timeout = self.params.beacon_interval.max(Duration::from_millis(500));
         let call = async move { network.call(meta, Beacon { node: me }, timeout).await };
-        ctx.spawn(
-            call.into_actor(self)
-                .map(move |answer, act, _| match answer {
-                    Ok(Ok(ack)) => {
-                        if let (false, Some(leader)) = (ack.is_leader, ack.leader) {
-                            if let Some(i) = act.params.metas.iter().position(|m| *m == leader) {
-                                act.meta_index = i;
-                            }
-                        }
+        ctx.spawn(call.into_actor(self).map(move |answer, act, _| match answer {
+            Ok(Ok(ack)) => {
+                act.params
+                    .last_beacon_ack_ms
+                    .store(act.params.clock.now_ms().max(1), Ordering::Release);
+                if let (false, Some(leader)) = (ack.is_leader, ack.leader) {
+                    if let Some(i) = act.params.metas.iter().position(|m| *m == leader) {
+                        act.meta_index = i;
                     }
-                    Ok(Err(e)) => warn!(%meta, error = %e, "beacon refused"),
-                    Err(e) => {
-                        warn!(%meta, error = %e, "beacon failed; trying the next meta server");
-                        act.meta_index += 1;
-                    }
-                }),
-        );
+                }
+            }
+            Ok(Err(e)) => warn!(%meta, error = %e, "beacon refused"),
+            Err(e) => {
+                warn!(%meta, error = %e, "beacon failed; trying the next meta server");
+                act.meta_index += 1;
+            }
+        }));
     }
 
     fn sync_config(&mut self, ctx: &mut Context<Self>) {
@@ -273,11 +251,7 @@ impl ReplicaStub {
             return;
         }
         self.syncing = true;
-        let infos: Vec<_> = self
-            .replicas
-            .values()
-            .map(|r| r.addr.send(GetInfo))
-            .collect();
+        let infos: Vec<_> = self.replicas.values().map(|r| r.addr.send(GetInfo)).collect();
         let (network, meta, me, timeout) = (
             self.params.network.clone(),
             self.meta(),
@@ -295,24 +269,19 @@ impl ReplicaStub {
                     last_committed_decree: info.last_committed,
                 })
                 .collect();
-            network
-                .call(meta, ConfigSync { node: me, replicas }, timeout)
-                .await
+            network.call(meta, ConfigSync { node: me, replicas }, timeout).await
         };
-        ctx.spawn(
-            call.into_actor(self)
-                .map(move |answer, act, ctx| match answer {
-                    Ok(Ok(response)) => act.apply_sync(response, ctx),
-                    Ok(Err(e)) => {
-                        act.syncing = false;
-                        warn!(%meta, error = %e, "config sync refused");
-                    }
-                    Err(e) => {
-                        act.syncing = false;
-                        warn!(%meta, error = %e, "config sync failed");
-                    }
-                }),
-        );
+        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
+            Ok(Ok(response)) => act.apply_sync(response, ctx),
+            Ok(Err(e)) => {
+                act.syncing = false;
+                warn!(%meta, error = %e, "config sync refused");
+            }
+            Err(e) => {
+                act.syncing = false;
+                warn!(%meta, error = %e, "config sync failed");
+            }
+        }));
     }
 
     fn apply_sync(&mut self, response: ConfigSyncResponse, ctx: &mut Context<Self>) {
@@ -322,8 +291,7 @@ impl ReplicaStub {
             .filter(|g| response.dropped_apps.contains(&g.app_id))
             .copied()
             .collect();
-        let mut chain: LocalBoxActorFuture<Self, Vec<WireResult<()>>> =
-            fut::ready(Vec::new()).boxed_local();
+        let mut chain: LocalBoxActorFuture<Self, Vec<WireResult<()>>> = fut::ready(Vec::new()).boxed_local();
         for gpid in dropped {
             chain = chain
                 .then(move |mut done, act: &mut Self, _| {
@@ -436,9 +404,7 @@ impl Actor for ReplicaStub {
             act.send_beacon(ctx);
             act.sync_config(ctx);
             ctx.run_interval(act.params.beacon_interval, |act, ctx| act.send_beacon(ctx));
-            ctx.run_interval(act.params.config_sync_interval, |act, ctx| {
-                act.sync_config(ctx)
-            });
+            ctx.run_interval(act.params.config_sync_interval, |act, ctx| act.sync_config(ctx));
         }));
     }
 }
@@ -446,11 +412,7 @@ impl Actor for ReplicaStub {
 impl Handler<Inbound<ConfigUpdate>> for ReplicaStub {
     type Result = AtomicResponse<Self, WireResult<()>>;
 
-    fn handle(
-        &mut self,
-        Inbound(update): Inbound<ConfigUpdate>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(update): Inbound<ConfigUpdate>, _: &mut Self::Context) -> Self::Result {
         let work = if update.app.status == AppStatus::Dropped {
             self.drop_replica(update.config.gpid)
         } else {
@@ -464,11 +426,7 @@ impl Handler<Inbound<QueryReplicas>> for ReplicaStub {
     type Result = ResponseFuture<WireResult<Vec<ReplicaInfo>>>;
 
     fn handle(&mut self, _: Inbound<QueryReplicas>, _: &mut Self::Context) -> Self::Result {
-        let infos: Vec<_> = self
-            .replicas
-            .values()
-            .map(|r| r.addr.send(GetInfo))
-            .collect();
+        let infos: Vec<_> = self.replicas.values().map(|r| r.addr.send(GetInfo)).collect();
         Box::pin(async move {
             let mut infos: Vec<ReplicaInfo> = futures::future::join_all(infos)
                 .await

@@ -21,10 +21,7 @@ impl Limits {
         if hash_key.len() > max {
             return Err(WireError::new(
                 ErrorCode::ERR_KEY_TOO_LARGE,
-                format!(
-                    "hash key of {} bytes exceeds the limit of {max} bytes",
-                    hash_key.len()
-                ),
+                format!("hash key of {} bytes exceeds the limit of {max} bytes", hash_key.len()),
             ));
         }
         Ok(())
@@ -66,12 +63,7 @@ fn require_hash_key(hash_key: &[u8], op: &str) -> WireResult<()> {
     Ok(())
 }
 
-fn check_partition(
-    gpid: Gpid,
-    partition_count: u32,
-    hash_key: &[u8],
-    sort_key: &[u8],
-) -> WireResult<()> {
+fn check_partition(gpid: Gpid, partition_count: u32, hash_key: &[u8], sort_key: &[u8]) -> WireResult<()> {
     let expected = partition_index(hash_key, sort_key, partition_count);
     if expected != gpid.pidx {
         return Err(invalid(format!(
@@ -101,31 +93,22 @@ pub fn validate_write(
     check_partition_count(app_partitions, request_partitions)?;
     limits.hash_key(op.hash_key())?;
     match op {
-        WriteOp::Put {
-            sort_key, value, ..
-        } => {
+        WriteOp::Put { sort_key, value, .. } => {
             limits.sort_key(sort_key)?;
             limits.value(value)?;
         }
         WriteOp::MultiPut { hash_key, kvs, .. } => {
             require_hash_key(hash_key, "multi_set")?;
             if kvs.is_empty() {
-                return Err(invalid(
-                    "multi_set needs at least one sort key and value".into(),
-                ));
+                return Err(invalid("multi_set needs at least one sort key and value".into()));
             }
             for (sort_key, value) in kvs {
                 limits.sort_key(sort_key)?;
                 limits.value(value)?;
             }
         }
-        WriteOp::Remove { sort_key, .. } | WriteOp::Incr { sort_key, .. } => {
-            limits.sort_key(sort_key)?
-        }
-        WriteOp::MultiRemove {
-            hash_key,
-            sort_keys,
-        } => {
+        WriteOp::Remove { sort_key, .. } | WriteOp::Incr { sort_key, .. } => limits.sort_key(sort_key)?,
+        WriteOp::MultiRemove { hash_key, sort_keys } => {
             require_hash_key(hash_key, "multi_del")?;
             if sort_keys.is_empty() {
                 return Err(invalid("multi_del needs at least one sort key".into()));
@@ -232,8 +215,7 @@ mod tests {
 
     #[test]
     fn stale_partition_count_is_refused() {
-        let err =
-            validate_write(&put(b"h", b"s", b"v"), gpid_of(b"h", 8), 8, 4, &LIMITS).unwrap_err();
+        let err = validate_write(&put(b"h", b"s", b"v"), gpid_of(b"h", 8), 8, 4, &LIMITS).unwrap_err();
         assert!(err.detail.contains("has 8 partitions"), "{err}");
     }
 

@@ -16,9 +16,7 @@ use super::prepare_list::{PrepareOutcome, Reject};
 use super::validate::validate_write;
 use crate::metrics::{LOG_GROUP_COMMITS, LOG_WRITTEN_BYTES, MUTATIONS_COMMITTED};
 use actix::prelude::*;
-use aerie_common::{
-    clock::wall_secs_now, Ballot, Decree, ErrorCode, NodeAddr, WireError, WireResult,
-};
+use aerie_common::{clock::wall_secs_now, Ballot, Decree, ErrorCode, NodeAddr, WireError, WireResult};
 use aerie_proto::data::{WriteOp, WriteResult};
 use aerie_proto::replica::{ClientWrite, GroupCheck, Mutation, Prepare, PrepareAck, ReplicaStatus};
 use aerie_rpc::{Inbound, RpcError};
@@ -65,8 +63,7 @@ impl Replica {
             ops,
         });
         let secondaries = self.secondaries();
-        self.list
-            .propose(mutation.clone(), secondaries.iter().copied());
+        self.list.propose(mutation.clone(), secondaries.iter().copied());
         self.log.enqueue(mutation.clone());
         self.kick_log(ctx);
         for secondary in secondaries {
@@ -89,9 +86,8 @@ impl Replica {
         let timeout = self.options.prepare_timeout;
         let call = async move { network.call(to, request, timeout).await };
         ctx.spawn(
-            call.into_actor(self).map(move |answer, act, ctx| {
-                act.on_prepare_answer(to, decree, ballot, answer, ctx)
-            }),
+            call.into_actor(self)
+                .map(move |answer, act, ctx| act.on_prepare_answer(to, decree, ballot, answer, ctx)),
         );
     }
 
@@ -142,20 +138,15 @@ impl Replica {
         self.log.finished();
         match written.result {
             Ok(bytes) => {
-                LOG_WRITTEN_BYTES
-                    .with_label_values(&[&self.node_label])
-                    .inc_by(bytes);
-                LOG_GROUP_COMMITS
-                    .with_label_values(&[&self.node_label])
-                    .inc();
+                LOG_WRITTEN_BYTES.with_label_values(&[&self.node_label]).inc_by(bytes);
+                LOG_GROUP_COMMITS.with_label_values(&[&self.node_label]).inc();
             }
             Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}")),
         }
         for (decree, ballot) in written.written {
             self.list.mark_logged(decree, ballot);
             if let Some(waiters) = self.ack_waiters.remove(&decree) {
-                let (ready, later): (Vec<_>, Vec<_>) =
-                    waiters.into_iter().partition(|(b, _)| *b == ballot);
+                let (ready, later): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|(b, _)| *b == ballot);
                 for (_, tx) in ready {
                     let _ = tx.send(Ok(PrepareAck { decree, ballot }));
                 }
@@ -182,10 +173,7 @@ impl Replica {
         if self.list.uncommitted_count() == 0 {
             self.schedule_group_check(ctx);
         }
-        if !self.serving
-            && self.list.uncommitted_count() == 0
-            && self.status == ReplicaStatus::Primary
-        {
+        if !self.serving && self.list.uncommitted_count() == 0 && self.status == ReplicaStatus::Primary {
             self.serving = true;
             info!(gpid = %self.gpid, ballot = self.ballot, committed = self.list.last_committed(), "primary reconciled; serving");
         }
@@ -207,25 +195,30 @@ impl Replica {
         self.group_check_scheduled = true;
         ctx.run_later(self.options.group_check_delay, |act, _| {
             act.group_check_scheduled = false;
-            if act.status != ReplicaStatus::Primary {
-                return;
-            }
-            let check = GroupCheck {
-                gpid: act.gpid,
-                ballot: act.ballot,
-                last_committed: act.list.last_committed(),
-            };
-            for secondary in act.secondaries() {
-                let network = act.network.clone();
-                let check = check.clone();
-                let timeout = act.options.prepare_timeout;
-                actix::spawn(async move {
-                    if let Err(e) = network.call(secondary, check, timeout).await {
-                        debug!(%secondary, error = %e, "group check not delivered");
-                    }
-                });
-            }
+            act.send_group_check();
         });
+    }
+
+    /// Primary: sends every secondary the committed point (fire and forget).
+    pub(super) fn send_group_check(&self) {
+        if self.status != ReplicaStatus::Primary {
+            return;
+        }
+        let check = GroupCheck {
+            gpid: self.gpid,
+            ballot: self.ballot,
+            last_committed: self.list.last_committed(),
+        };
+        for secondary in self.secondaries() {
+            let network = self.network.clone();
+            let check = check.clone();
+            let timeout = self.options.prepare_timeout;
+            actix::spawn(async move {
+                if let Err(e) = network.call(secondary, check, timeout).await {
+                    debug!(%secondary, error = %e, "group check not delivered");
+                }
+            });
+        }
     }
 
     fn kick_apply(&mut self, ctx: &mut Context<Self>) {
@@ -279,11 +272,7 @@ impl Replica {
         }
         self.kick_log(ctx);
         self.next_decree = self.list.last_prepared() + 1;
-        let inherited: Vec<Arc<Mutation>> = self
-            .list
-            .uncommitted()
-            .map(|e| e.mutation.clone())
-            .collect();
+        let inherited: Vec<Arc<Mutation>> = self.list.uncommitted().map(|e| e.mutation.clone()).collect();
         info!(
             gpid = %self.gpid,
             ballot = self.ballot,
@@ -307,11 +296,7 @@ impl Replica {
 impl Handler<Inbound<ClientWrite>> for Replica {
     type Result = ResponseFuture<WireResult<WriteResult>>;
 
-    fn handle(
-        &mut self,
-        Inbound(req): Inbound<ClientWrite>,
-        ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(req): Inbound<ClientWrite>, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let kind = req.op.kind();
         let checked = self
@@ -333,8 +318,7 @@ impl Handler<Inbound<ClientWrite>> for Replica {
         }
         let decree = self.propose(vec![req.op], ctx);
         let (tx, rx) = oneshot::channel();
-        self.write_waiters
-            .insert(decree, WriteWaiter { tx, kind, started });
+        self.write_waiters.insert(decree, WriteWaiter { tx, kind, started });
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(WireError::new(
@@ -365,10 +349,7 @@ impl Handler<Inbound<Prepare>> for Replica {
         if self.status == ReplicaStatus::Primary && ballot <= self.ballot {
             return answer(Err(WireError::new(
                 ErrorCode::ERR_INVALID_STATE,
-                format!(
-                    "{} is the primary of {} at ballot {}",
-                    self.me, self.gpid, self.ballot
-                ),
+                format!("{} is the primary of {} at ballot {}", self.me, self.gpid, self.ballot),
             )));
         }
         let outcome = match self.list.accept_prepare(mutation.clone(), self.ballot) {
@@ -395,10 +376,7 @@ impl Handler<Inbound<Prepare>> for Replica {
                 self.log.enqueue(mutation);
                 self.kick_log(ctx);
                 let (tx, rx) = oneshot::channel();
-                self.ack_waiters
-                    .entry(decree)
-                    .or_default()
-                    .push((ballot, tx));
+                self.ack_waiters.entry(decree).or_default().push((ballot, tx));
                 Box::pin(async move {
                     rx.await.unwrap_or_else(|_| {
                         Err(WireError::new(
@@ -417,11 +395,7 @@ impl Handler<Inbound<Prepare>> for Replica {
 impl Handler<Inbound<GroupCheck>> for Replica {
     type Result = WireResult<()>;
 
-    fn handle(
-        &mut self,
-        Inbound(check): Inbound<GroupCheck>,
-        ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, Inbound(check): Inbound<GroupCheck>, ctx: &mut Self::Context) -> Self::Result {
         if check.ballot < self.ballot {
             return Err(WireError::new(
                 ErrorCode::ERR_INVALID_VERSION,

@@ -3,8 +3,8 @@
 use crate::table::Table;
 use aerie_common::{ErrorCode, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::{
-    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, ListApps, ListNodes, NodeInfo,
-    QueryClusterInfo, QueryConfig,
+    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, ListApps, ListNodes, NodeInfo, QueryClusterInfo,
+    QueryConfig,
 };
 use aerie_proto::Rpc;
 use aerie_rpc::{Network, NetworkOptions, RpcError};
@@ -53,12 +53,8 @@ impl Client {
                 "no meta server address given",
             ));
         }
-        let network = Network::new(options.network.clone()).map_err(|e| {
-            WireError::new(
-                ErrorCode::ERR_UNKNOWN,
-                format!("cannot start the network runtime: {e}"),
-            )
-        })?;
+        let network = Network::new(options.network.clone())
+            .map_err(|e| WireError::new(ErrorCode::ERR_UNKNOWN, format!("cannot start the network runtime: {e}")))?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 network,
@@ -120,12 +116,7 @@ impl Client {
             .await
     }
 
-    pub async fn create_table(
-        &self,
-        name: &str,
-        partitions: u32,
-        replicas: u32,
-    ) -> WireResult<CreateAppResponse> {
+    pub async fn create_table(&self, name: &str, partitions: u32, replicas: u32) -> WireResult<CreateAppResponse> {
         self.meta(CreateApp {
             app_name: name.to_string(),
             partition_count: partitions,
@@ -179,9 +170,5 @@ impl Client {
 }
 
 pub(crate) fn join(nodes: &[NodeAddr]) -> String {
-    nodes
-        .iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
 }

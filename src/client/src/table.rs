@@ -2,9 +2,7 @@
 
 use crate::meta::Client;
 use aerie_common::{partition_index, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
-use aerie_proto::data::{
-    CheckAndSet, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp, WriteResult,
-};
+use aerie_proto::data::{CheckAndSet, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp, WriteResult};
 use aerie_proto::meta::{AppInfo, AppState};
 use aerie_proto::replica::{ClientRead, ClientWrite};
 use aerie_proto::Rpc;
@@ -27,10 +25,7 @@ pub struct Table {
 pub type ScanCursor = (Vec<u8>, Vec<u8>);
 
 fn unexpected(what: &str) -> WireError {
-    WireError::new(
-        ErrorCode::ERR_INVALID_DATA,
-        format!("unexpected answer to {what}"),
-    )
+    WireError::new(ErrorCode::ERR_INVALID_DATA, format!("unexpected answer to {what}"))
 }
 
 /// How a failed attempt may be retried.
@@ -116,12 +111,7 @@ impl Table {
     }
 
     /// Sends a request to a partition's primary, refreshing and retrying per the module rules.
-    async fn call_primary<M, T>(
-        &self,
-        pidx: u32,
-        retry_ambiguous: bool,
-        make: impl Fn(Gpid, u32) -> M,
-    ) -> WireResult<T>
+    async fn call_primary<M, T>(&self, pidx: u32, retry_ambiguous: bool, make: impl Fn(Gpid, u32) -> M) -> WireResult<T>
     where
         M: Rpc<Response = WireResult<T>>,
     {
@@ -135,10 +125,7 @@ impl Table {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let (error, retry) = match config.primary {
                 None => (
-                    WireError::new(
-                        ErrorCode::ERR_INVALID_STATE,
-                        format!("partition {gpid} has no primary"),
-                    ),
+                    WireError::new(ErrorCode::ERR_INVALID_STATE, format!("partition {gpid} has no primary")),
                     Retry::Safe,
                 ),
                 Some(primary) => match self
@@ -224,13 +211,7 @@ impl Table {
         .await
     }
 
-    pub async fn set(
-        &self,
-        hash_key: &[u8],
-        sort_key: &[u8],
-        value: &[u8],
-        ttl_secs: u32,
-    ) -> WireResult<()> {
+    pub async fn set(&self, hash_key: &[u8], sort_key: &[u8], value: &[u8], ttl_secs: u32) -> WireResult<()> {
         self.write(WriteOp::Put {
             hash_key: hash_key.to_vec(),
             sort_key: sort_key.to_vec(),
@@ -263,12 +244,7 @@ impl Table {
         .map(|_| ())
     }
 
-    pub async fn multi_set(
-        &self,
-        hash_key: &[u8],
-        kvs: Vec<(Vec<u8>, Vec<u8>)>,
-        ttl_secs: u32,
-    ) -> WireResult<()> {
+    pub async fn multi_set(&self, hash_key: &[u8], kvs: Vec<(Vec<u8>, Vec<u8>)>, ttl_secs: u32) -> WireResult<()> {
         self.write(WriteOp::MultiPut {
             hash_key: hash_key.to_vec(),
             kvs,
@@ -279,11 +255,7 @@ impl Table {
     }
 
     /// Fetches the given sort keys of a hash key (those that exist).
-    pub async fn multi_get(
-        &self,
-        hash_key: &[u8],
-        sort_keys: Vec<Vec<u8>>,
-    ) -> WireResult<Vec<Record>> {
+    pub async fn multi_get(&self, hash_key: &[u8], sort_keys: Vec<Vec<u8>>) -> WireResult<Vec<Record>> {
         let op = ReadOp::MultiGet {
             hash_key: hash_key.to_vec(),
             sort_keys,
@@ -333,13 +305,7 @@ impl Table {
         }
     }
 
-    pub async fn incr(
-        &self,
-        hash_key: &[u8],
-        sort_key: &[u8],
-        increment: i64,
-        ttl: TtlUpdate,
-    ) -> WireResult<i64> {
+    pub async fn incr(&self, hash_key: &[u8], sort_key: &[u8], increment: i64, ttl: TtlUpdate) -> WireResult<i64> {
         match self
             .write(WriteOp::Incr {
                 hash_key: hash_key.to_vec(),
@@ -420,10 +386,7 @@ impl Table {
         if pidx >= self.partition_count() {
             return Err(WireError::new(
                 ErrorCode::ERR_INVALID_PARAMETERS,
-                format!(
-                    "partition index {pidx} out of range 0..{}",
-                    self.partition_count()
-                ),
+                format!("partition index {pidx} out of range 0..{}", self.partition_count()),
             ));
         }
         let op = ReadOp::Scan {

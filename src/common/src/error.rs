@@ -136,9 +136,6 @@ mod tests {
     #[test]
     fn wire_error_display_names_code_and_detail() {
         let err = WireError::new(ErrorCode::ERR_APP_NOT_EXIST, "table 'foo' does not exist");
-        assert_eq!(
-            err.to_string(),
-            "ERR_APP_NOT_EXIST: table 'foo' does not exist"
-        );
+        assert_eq!(err.to_string(), "ERR_APP_NOT_EXIST: table 'foo' does not exist");
     }
 }

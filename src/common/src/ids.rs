@@ -90,11 +90,7 @@ impl FromStr for NodeAddr {
         }
         s.to_socket_addrs()
             .ok()
-            .and_then(|mut addrs| {
-                addrs
-                    .find(|a| a.is_ipv4())
-                    .or_else(|| s.to_socket_addrs().ok()?.next())
-            })
+            .and_then(|mut addrs| addrs.find(|a| a.is_ipv4()).or_else(|| s.to_socket_addrs().ok()?.next()))
             .map(NodeAddr)
             .ok_or_else(|| ParseIdError::Node(s.to_string()))
     }

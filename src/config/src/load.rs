@@ -55,8 +55,7 @@ pub fn load(source: &ConfigSource) -> Result<AerieConfig, ConfigError> {
                 reason: "no such file".into(),
             });
         }
-        builder =
-            builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
     }
     let mut overrides = Vec::new();
     if source.use_environment {
@@ -112,10 +111,7 @@ mod tests {
     fn file_values_and_overrides_apply() {
         let config = load_text(
             "[replication]\nfd_lease_seconds = 9\nfd_grace_seconds = 12\n",
-            &[
-                "replication.fd_grace_seconds=15",
-                "meta_server.cluster_name=prod",
-            ],
+            &["replication.fd_grace_seconds=15", "meta_server.cluster_name=prod"],
         )
         .unwrap();
         assert_eq!(config.replication.fd_lease_seconds, 9);
@@ -134,9 +130,7 @@ mod tests {
 
     #[test]
     fn unknown_section_is_named() {
-        let err = load_text("[replicaton]\nx = 1\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load_text("[replicaton]\nx = 1\n", &[]).unwrap_err().to_string();
         assert!(err.contains("replicaton"), "{err}");
     }
 
@@ -176,10 +170,7 @@ mod tests {
     #[test]
     fn environment_variables_become_overrides() {
         let vars = [
-            (
-                "AERIE_REPLICATION__FD_LEASE_SECONDS".to_string(),
-                "9".to_string(),
-            ),
+            ("AERIE_REPLICATION__FD_LEASE_SECONDS".to_string(), "9".to_string()),
             ("AERIE_BIN".to_string(), "/x".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
         ];

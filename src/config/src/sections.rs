@@ -200,12 +200,7 @@ impl ReplicationConfig {
     /// `data_dirs` parsed: `tag:/path,tag2:/path2` (a bare path gets the tag `default`).
     pub fn data_dirs(&self) -> Result<Vec<DataDir>, String> {
         let mut dirs: Vec<DataDir> = Vec::new();
-        for entry in self
-            .data_dirs
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
+        for entry in self.data_dirs.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (tag, path) = match entry.split_once(':') {
                 Some((tag, path)) => (tag.trim(), path.trim()),
                 None => ("default", entry),
@@ -285,9 +280,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-        }
+        LogConfig { level: "info".into() }
     }
 }
 
@@ -313,21 +306,15 @@ impl AerieConfig {
         meta.address
             .parse::<NodeAddr>()
             .map_err(|e| invalid("meta_server.address", e.to_string()))?;
-        let list = NodeAddr::parse_list(&meta.server_list)
-            .map_err(|e| invalid("meta_server.server_list", e.to_string()))?;
+        let list =
+            NodeAddr::parse_list(&meta.server_list).map_err(|e| invalid("meta_server.server_list", e.to_string()))?;
         if list.is_empty() {
-            return Err(invalid(
-                "meta_server.server_list",
-                "at least one meta server is needed",
-            ));
+            return Err(invalid("meta_server.server_list", "at least one meta server is needed"));
         }
         if !meta.cluster_root.starts_with('/') || meta.cluster_root.ends_with('/') {
             return Err(invalid(
                 "meta_server.cluster_root",
-                format!(
-                    "'{}' must start with '/' and not end with '/'",
-                    meta.cluster_root
-                ),
+                format!("'{}' must start with '/' and not end with '/'", meta.cluster_root),
             ));
         }
         if meta.node_live_percentage_threshold_for_update > 100 {
@@ -337,10 +324,7 @@ impl AerieConfig {
             ));
         }
         if meta.max_partition_count == 0 || !meta.max_partition_count.is_power_of_two() {
-            return Err(invalid(
-                "meta_server.max_partition_count",
-                "must be a power of two",
-            ));
+            return Err(invalid("meta_server.max_partition_count", "must be a power of two"));
         }
         if meta.data_dir.trim().is_empty() {
             return Err(invalid("meta_server.data_dir", "must not be empty"));
@@ -350,19 +334,12 @@ impl AerieConfig {
         repl.address
             .parse::<NodeAddr>()
             .map_err(|e| invalid("replication.address", e.to_string()))?;
-        repl.data_dirs()
-            .map_err(|e| invalid("replication.data_dirs", e))?;
+        repl.data_dirs().map_err(|e| invalid("replication.data_dirs", e))?;
         if repl.fd_beacon_interval_seconds == 0 {
-            return Err(invalid(
-                "replication.fd_beacon_interval_seconds",
-                "must be at least 1",
-            ));
+            return Err(invalid("replication.fd_beacon_interval_seconds", "must be at least 1"));
         }
         if repl.fd_check_interval_seconds == 0 {
-            return Err(invalid(
-                "replication.fd_check_interval_seconds",
-                "must be at least 1",
-            ));
+            return Err(invalid("replication.fd_check_interval_seconds", "must be at least 1"));
         }
         if repl.fd_lease_seconds <= 2 * repl.fd_beacon_interval_seconds {
             return Err(invalid(
@@ -389,29 +366,30 @@ impl AerieConfig {
             ));
         }
         if repl.log_segment_size_mb == 0 {
-            return Err(invalid(
-                "replication.log_segment_size_mb",
-                "must be at least 1",
-            ));
+            return Err(invalid("replication.log_segment_size_mb", "must be at least 1"));
         }
         if repl.max_key_bytes == 0 || repl.max_key_bytes > 65_000 {
-            return Err(invalid(
-                "replication.max_key_bytes",
-                "must be within 1..=65000",
-            ));
+            return Err(invalid("replication.max_key_bytes", "must be within 1..=65000"));
         }
-        if repl.max_value_bytes == 0 || repl.max_value_bytes >= self.network.max_frame_bytes as u64
-        {
+        if repl.max_value_bytes == 0 || repl.max_value_bytes >= self.network.max_frame_bytes as u64 {
             return Err(invalid(
                 "replication.max_value_bytes",
                 "must be at least 1 and below network.max_frame_bytes",
             ));
         }
+        for (key, value) in [
+            ("replication.group_check_interval_ms", repl.group_check_interval_ms),
+            ("replication.config_sync_interval_ms", repl.config_sync_interval_ms),
+        ] {
+            if value < 100 {
+                return Err(invalid(key, format!("{value} ms is too short; use at least 100")));
+            }
+        }
+        if meta.lb_interval_ms < 100 {
+            return Err(invalid("meta_server.lb_interval_ms", "use at least 100 ms"));
+        }
         if repl.prepare_timeout_ms == 0 {
-            return Err(invalid(
-                "replication.prepare_timeout_ms",
-                "must be at least 1",
-            ));
+            return Err(invalid("replication.prepare_timeout_ms", "must be at least 1"));
         }
 
         self.collector
@@ -425,10 +403,7 @@ impl AerieConfig {
             ));
         }
         if self.network.rpc_timeout_ms == 0 || self.network.connect_timeout_ms == 0 {
-            return Err(invalid(
-                "network.rpc_timeout_ms",
-                "timeouts must be at least 1 ms",
-            ));
+            return Err(invalid("network.rpc_timeout_ms", "timeouts must be at least 1 ms"));
         }
         Ok(())
     }
@@ -449,19 +424,14 @@ mod tests {
         config.replication.fd_grace_seconds = 8;
         let err = config.validate().unwrap_err();
         assert_eq!(err.key, "replication.fd_grace_seconds");
-        assert!(err
-            .to_string()
-            .contains("must be greater than fd_lease_seconds"));
+        assert!(err.to_string().contains("must be greater than fd_lease_seconds"));
     }
 
     #[test]
     fn lease_must_exceed_two_beacons() {
         let mut config = AerieConfig::default();
         config.replication.fd_beacon_interval_seconds = 4;
-        assert_eq!(
-            config.validate().unwrap_err().key,
-            "replication.fd_lease_seconds"
-        );
+        assert_eq!(config.validate().unwrap_err().key, "replication.fd_lease_seconds");
     }
 
     #[test]
@@ -494,9 +464,6 @@ mod tests {
     fn bad_addresses_name_their_key() {
         let mut config = AerieConfig::default();
         config.meta_server.server_list = "127.0.0.1:1,garbage".into();
-        assert_eq!(
-            config.validate().unwrap_err().key,
-            "meta_server.server_list"
-        );
+        assert_eq!(config.validate().unwrap_err().key, "meta_server.server_list");
     }
 }

@@ -5,15 +5,9 @@ use crate::{EmbeddedStore, MemoryStore, MetaStore, MetaStoreError, StoreOp};
 async fn contract(store: &dyn MetaStore) {
     store.ensure_path("/aerie/test/apps").await.unwrap();
     store.ensure_path("/aerie/test/apps").await.unwrap();
-    assert_eq!(
-        store.children("/aerie/test").await.unwrap(),
-        vec!["apps".to_string()]
-    );
+    assert_eq!(store.children("/aerie/test").await.unwrap(), vec!["apps".to_string()]);
 
-    store
-        .create("/aerie/test/apps/1", b"one".to_vec())
-        .await
-        .unwrap();
+    store.create("/aerie/test/apps/1", b"one".to_vec()).await.unwrap();
     assert!(matches!(
         store.create("/aerie/test/apps/1", b"again".to_vec()).await,
         Err(MetaStoreError::AlreadyExists(_))
@@ -27,13 +21,8 @@ async fn contract(store: &dyn MetaStore) {
         Some((b"one".to_vec(), 0))
     );
 
-    store
-        .set("/aerie/test/apps/1", b"uno".to_vec(), Some(0))
-        .await
-        .unwrap();
-    let stale = store
-        .set("/aerie/test/apps/1", b"stale".to_vec(), Some(0))
-        .await;
+    store.set("/aerie/test/apps/1", b"uno".to_vec(), Some(0)).await.unwrap();
+    let stale = store.set("/aerie/test/apps/1", b"stale".to_vec(), Some(0)).await;
     assert!(matches!(
         stale,
         Err(MetaStoreError::BadVersion {
@@ -107,14 +96,8 @@ async fn contract(store: &dyn MetaStore) {
         ])
         .await
         .unwrap();
-    assert_eq!(
-        store.children("/aerie/test/apps").await.unwrap(),
-        vec!["1".to_string()]
-    );
-    assert!(matches!(
-        store.get("bad//path").await,
-        Err(MetaStoreError::BadPath(_))
-    ));
+    assert_eq!(store.children("/aerie/test/apps").await.unwrap(), vec!["1".to_string()]);
+    assert!(matches!(store.get("bad//path").await, Err(MetaStoreError::BadPath(_))));
 }
 
 #[tokio::test]
@@ -134,10 +117,7 @@ async fn embedded_store_keeps_the_contract_and_survives_reopen() {
         store.get("/aerie/test/apps/1").await.unwrap(),
         Some((b"uno".to_vec(), 1))
     );
-    assert_eq!(
-        store.children("/aerie/test/apps").await.unwrap(),
-        vec!["1".to_string()]
-    );
+    assert_eq!(store.children("/aerie/test/apps").await.unwrap(), vec!["1".to_string()]);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! with a synced WAL write, so a call that returned is on disk. A transaction is one write batch.
 //! One process owns the directory (RocksDB's lock file refuses a second opener).
 
-use crate::memory::{apply_ops, list_children};
+use crate::memory::{apply_ops, list_children, Nodes};
 use crate::path::{children_prefix, validate_path};
 use crate::{MetaStore, MetaStoreError, StoreOp, Version};
 use async_trait::async_trait;
@@ -39,13 +39,11 @@ fn encode(data: &[u8], version: Version) -> Vec<u8> {
 
 impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<EmbeddedStore, MetaStoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_keep_log_file_num(2);
-        let db = DB::open(&options, dir)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", dir.display())))?;
+        let db = DB::open(&options, dir).map_err(|e| unavailable(format!("cannot open {}: {e}", dir.display())))?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
             dir: dir.to_path_buf(),
@@ -54,16 +52,11 @@ impl EmbeddedStore {
     }
 
     /// Reads the nodes a transaction may touch: the paths it names, their parents, their descendants.
-    fn snapshot_for(
-        db: &DB,
-        ops: &[StoreOp],
-    ) -> Result<BTreeMap<String, (Vec<u8>, Version)>, MetaStoreError> {
+    fn snapshot_for(db: &DB, ops: &[StoreOp]) -> Result<Nodes, MetaStoreError> {
         let mut nodes = BTreeMap::new();
         for op in ops {
             let path = match op {
-                StoreOp::Create { path, .. }
-                | StoreOp::Set { path, .. }
-                | StoreOp::Delete { path } => path,
+                StoreOp::Create { path, .. } | StoreOp::Set { path, .. } | StoreOp::Delete { path } => path,
             };
             validate_path(path)?;
             let mut related = vec![path.as_str()];
@@ -143,8 +136,8 @@ impl MetaStore for EmbeddedStore {
         let writer = self.writer.clone();
         self.blocking(move |db| {
             let _guard = writer.lock().expect("store writer");
-            let mut nodes = Self::snapshot_for(db, &ops)?;
-            let changes = apply_ops(&mut nodes, ops)?;
+            let nodes = Self::snapshot_for(db, &ops)?;
+            let changes = apply_ops(&nodes, ops)?;
             let mut batch = WriteBatch::default();
             for (path, change) in changes {
                 match change {

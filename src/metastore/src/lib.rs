@@ -78,12 +78,7 @@ pub trait MetaStore: Send + Sync + 'static {
         .await
     }
 
-    async fn set(
-        &self,
-        path: &str,
-        data: Vec<u8>,
-        expected: Option<Version>,
-    ) -> Result<(), MetaStoreError> {
+    async fn set(&self, path: &str, data: Vec<u8>, expected: Option<Version>) -> Result<(), MetaStoreError> {
         self.transaction(vec![StoreOp::Set {
             path: path.to_string(),
             data,
@@ -93,10 +88,7 @@ pub trait MetaStore: Send + Sync + 'static {
     }
 
     async fn delete(&self, path: &str) -> Result<(), MetaStoreError> {
-        self.transaction(vec![StoreOp::Delete {
-            path: path.to_string(),
-        }])
-        .await
+        self.transaction(vec![StoreOp::Delete { path: path.to_string() }]).await
     }
 
     /// Creates `path` and any missing ancestors, with empty data.

@@ -6,9 +6,16 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// A node's data and version.
+pub(crate) type Node = (Vec<u8>, Version);
+/// Nodes by path.
+pub(crate) type Nodes = BTreeMap<String, Node>;
+/// What a transaction does to one path: new contents, or `None` for deleted.
+pub(crate) type Change = (String, Option<Node>);
+
 #[derive(Default)]
 pub struct MemoryStore {
-    nodes: Mutex<BTreeMap<String, (Vec<u8>, Version)>>,
+    nodes: Mutex<Nodes>,
 }
 
 impl MemoryStore {
@@ -18,21 +25,14 @@ impl MemoryStore {
 }
 
 /// Applies a transaction to a map of nodes, all or nothing. Shared with the embedded store.
-pub(crate) fn apply_ops(
-    nodes: &mut BTreeMap<String, (Vec<u8>, Version)>,
-    ops: Vec<StoreOp>,
-) -> Result<Vec<(String, Option<(Vec<u8>, Version)>)>, MetaStoreError> {
+pub(crate) fn apply_ops(nodes: &Nodes, ops: Vec<StoreOp>) -> Result<Vec<Change>, MetaStoreError> {
     // Work on a scratch view of the touched nodes; commit only if every step passes.
-    let mut changes: BTreeMap<String, Option<(Vec<u8>, Version)>> = BTreeMap::new();
-    let lookup = |changes: &BTreeMap<String, Option<(Vec<u8>, Version)>>, path: &str| match changes
-        .get(path)
-    {
+    let mut changes: BTreeMap<String, Option<Node>> = BTreeMap::new();
+    let lookup = |changes: &BTreeMap<String, Option<Node>>, path: &str| match changes.get(path) {
         Some(change) => change.clone(),
         None => nodes.get(path).cloned(),
     };
-    let exists = |changes: &BTreeMap<String, Option<(Vec<u8>, Version)>>, path: &str| {
-        path == "/" || lookup(changes, path).is_some()
-    };
+    let exists = |changes: &BTreeMap<String, Option<Node>>, path: &str| path == "/" || lookup(changes, path).is_some();
     for op in ops {
         match op {
             StoreOp::Create { path, data } => {
@@ -46,11 +46,7 @@ pub(crate) fn apply_ops(
                 }
                 changes.insert(path, Some((data, 0)));
             }
-            StoreOp::Set {
-                path,
-                data,
-                expected,
-            } => {
+            StoreOp::Set { path, data, expected } => {
                 validate_path(&path)?;
                 let Some((_, version)) = lookup(&changes, &path) else {
                     return Err(MetaStoreError::NotFound(path));
@@ -76,9 +72,7 @@ pub(crate) fn apply_ops(
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(&prefix))
                     .any(|(k, _)| !matches!(changes.get(k), Some(None)))
-                    || changes
-                        .iter()
-                        .any(|(k, v)| k.starts_with(&prefix) && v.is_some());
+                    || changes.iter().any(|(k, v)| k.starts_with(&prefix) && v.is_some());
                 if has_child {
                     return Err(MetaStoreError::NotEmpty(path));
                 }
@@ -89,10 +83,7 @@ pub(crate) fn apply_ops(
     Ok(changes.into_iter().collect())
 }
 
-pub(crate) fn list_children(
-    nodes: &BTreeMap<String, (Vec<u8>, Version)>,
-    path: &str,
-) -> Vec<String> {
+pub(crate) fn list_children(nodes: &BTreeMap<String, (Vec<u8>, Version)>, path: &str) -> Vec<String> {
     let prefix = children_prefix(path);
     nodes
         .range(prefix.clone()..)
@@ -126,7 +117,7 @@ impl MetaStore for MemoryStore {
 
     async fn transaction(&self, ops: Vec<StoreOp>) -> Result<(), MetaStoreError> {
         let mut nodes = self.nodes.lock().expect("nodes");
-        for (path, change) in apply_ops(&mut nodes, ops)? {
+        for (path, change) in apply_ops(&nodes, ops)? {
             match change {
                 Some(node) => nodes.insert(path, node),
                 None => nodes.remove(&path),

@@ -51,13 +51,11 @@ impl WriteOp {
     /// The sort key used for partitioning when the hash key is empty.
     pub fn first_sort_key(&self) -> &[u8] {
         match self {
-            WriteOp::Put { sort_key, .. }
-            | WriteOp::Remove { sort_key, .. }
-            | WriteOp::Incr { sort_key, .. } => sort_key,
-            WriteOp::MultiPut { kvs, .. } => kvs.first().map(|(k, _)| k.as_slice()).unwrap_or(&[]),
-            WriteOp::MultiRemove { sort_keys, .. } => {
-                sort_keys.first().map(Vec::as_slice).unwrap_or(&[])
+            WriteOp::Put { sort_key, .. } | WriteOp::Remove { sort_key, .. } | WriteOp::Incr { sort_key, .. } => {
+                sort_key
             }
+            WriteOp::MultiPut { kvs, .. } => kvs.first().map(|(k, _)| k.as_slice()).unwrap_or(&[]),
+            WriteOp::MultiRemove { sort_keys, .. } => sort_keys.first().map(Vec::as_slice).unwrap_or(&[]),
             WriteOp::CheckAndSet(cas) => &cas.check_sort_key,
         }
     }

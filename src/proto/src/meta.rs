@@ -74,9 +74,7 @@ impl PartitionConfig {
 
     /// Every node serving this partition, primary first.
     pub fn members(&self) -> impl Iterator<Item = NodeAddr> + '_ {
-        self.primary
-            .into_iter()
-            .chain(self.secondaries.iter().copied())
+        self.primary.into_iter().chain(self.secondaries.iter().copied())
     }
 
     pub fn replica_count(&self) -> usize {
@@ -92,9 +90,7 @@ impl PartitionConfig {
             (None, 0) => PartitionHealth::Dead,
             (None, _) => PartitionHealth::Unreadable,
             (Some(_), 0) => PartitionHealth::ReadableUnwritable,
-            (Some(_), n) if n + 1 >= self.max_replica_count as usize => {
-                PartitionHealth::FullyHealthy
-            }
+            (Some(_), n) if n + 1 >= self.max_replica_count as usize => PartitionHealth::FullyHealthy,
             (Some(_), _) => PartitionHealth::WritableUnhealthy,
         }
     }
@@ -120,9 +116,7 @@ impl HealthCounts {
             }
             if matches!(
                 health,
-                PartitionHealth::ReadableUnwritable
-                    | PartitionHealth::Unreadable
-                    | PartitionHealth::Dead
+                PartitionHealth::ReadableUnwritable | PartitionHealth::Unreadable | PartitionHealth::Dead
             ) {
                 counts.write_unhealthy += 1;
             }
@@ -280,18 +274,9 @@ mod tests {
 
     #[test]
     fn health_classes_follow_the_spec() {
-        assert_eq!(
-            config(Some(1), &[2, 3]).health(),
-            PartitionHealth::FullyHealthy
-        );
-        assert_eq!(
-            config(Some(1), &[2]).health(),
-            PartitionHealth::WritableUnhealthy
-        );
-        assert_eq!(
-            config(Some(1), &[]).health(),
-            PartitionHealth::ReadableUnwritable
-        );
+        assert_eq!(config(Some(1), &[2, 3]).health(), PartitionHealth::FullyHealthy);
+        assert_eq!(config(Some(1), &[2]).health(), PartitionHealth::WritableUnhealthy);
+        assert_eq!(config(Some(1), &[]).health(), PartitionHealth::ReadableUnwritable);
         assert_eq!(config(None, &[2]).health(), PartitionHealth::Unreadable);
         assert_eq!(config(None, &[]).health(), PartitionHealth::Dead);
     }

@@ -2,7 +2,7 @@
 //! A connection that fails is marked dead, fails every call waiting on it, and is replaced by the
 //! next call to that peer.
 
-use crate::error::RpcError;
+use crate::error::{RemoteFailure, RpcError};
 use crate::frame::{self, Frame, ReadFrameError};
 use crate::metrics::CLIENT_ERRORS;
 use aerie_common::NodeAddr;
@@ -17,12 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 type Waiter = oneshot::Sender<Result<Vec<u8>, RpcError>>;
+/// A peer's connection, replaced when it dies; the async lock lets one caller at a time reconnect.
+type PeerSlot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
 
 pub(crate) struct ConnectionPool {
     max_frame_bytes: usize,
     connect_timeout: Duration,
-    peers: Mutex<HashMap<NodeAddr, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
+    peers: Mutex<HashMap<NodeAddr, PeerSlot>>,
     next_id: AtomicU64,
 }
 
@@ -62,9 +64,7 @@ impl ConnectionPool {
         let request = Frame::Request {
             id,
             method: method.to_string(),
-            timeout_ms: deadline
-                .saturating_duration_since(Instant::now())
-                .as_millis() as u64,
+            timeout_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             body,
         };
         let bytes = frame::encode_frame(&request).map_err(RpcError::Codec)?;
@@ -96,23 +96,18 @@ impl ConnectionPool {
             }
         };
         outcome.map_err(|e| match e {
-            RpcError::Remote { failure, to, .. } => RpcError::Remote {
-                method,
-                to,
-                failure,
-            },
+            // Whichever side noticed the deadline first, the caller sees one kind of error.
+            RpcError::Remote {
+                failure: RemoteFailure::DeadlineExceeded,
+                ..
+            } => timed_out(),
+            RpcError::Remote { failure, to, .. } => RpcError::Remote { method, to, failure },
             other => other,
         })
     }
 
     async fn connection(&self, to: NodeAddr) -> Result<Arc<Connection>, RpcError> {
-        let slot = self
-            .peers
-            .lock()
-            .expect("peer table")
-            .entry(to)
-            .or_default()
-            .clone();
+        let slot = self.peers.lock().expect("peer table").entry(to).or_default().clone();
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref() {
             if conn.alive.load(Ordering::Acquire) {
@@ -128,19 +123,11 @@ impl ConnectionPool {
 
     async fn open(&self, to: NodeAddr) -> Result<Connection, RpcError> {
         let connect_err = |reason: String| RpcError::Connect { to, reason };
-        let mut stream =
-            tokio::time::timeout(self.connect_timeout, TcpStream::connect(to.socket_addr()))
-                .await
-                .map_err(|_| {
-                    connect_err(format!(
-                        "no answer within {} ms",
-                        self.connect_timeout.as_millis()
-                    ))
-                })?
-                .map_err(|e| connect_err(e.to_string()))?;
-        stream
-            .set_nodelay(true)
+        let mut stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(to.socket_addr()))
+            .await
+            .map_err(|_| connect_err(format!("no answer within {} ms", self.connect_timeout.as_millis())))?
             .map_err(|e| connect_err(e.to_string()))?;
+        stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
         stream
             .write_all(&frame::preamble())
             .await
@@ -162,13 +149,7 @@ impl ConnectionPool {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_loop(
-            writer,
-            inbox,
-            alive.clone(),
-            pending.clone(),
-            to,
-        ));
+        tokio::spawn(write_loop(writer, inbox, alive.clone(), pending.clone(), to));
         tokio::spawn(read_loop(
             BufReader::new(reader),
             self.max_frame_bytes,
@@ -176,11 +157,7 @@ impl ConnectionPool {
             pending.clone(),
             to,
         ));
-        Ok(Connection {
-            outbox,
-            pending,
-            alive,
-        })
+        Ok(Connection { outbox, pending, alive })
     }
 }
 
@@ -238,12 +215,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
 
 fn fail_all(alive: &AtomicBool, pending: &Pending, to: NodeAddr, reason: String) {
     alive.store(false, Ordering::Release);
-    let waiters: Vec<Waiter> = pending
-        .lock()
-        .expect("pending calls")
-        .drain()
-        .map(|(_, w)| w)
-        .collect();
+    let waiters: Vec<Waiter> = pending.lock().expect("pending calls").drain().map(|(_, w)| w).collect();
     if !waiters.is_empty() {
         CLIENT_ERRORS.with_label_values(&["connection_lost"]).inc();
     }

@@ -15,8 +15,7 @@ use std::sync::Arc;
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type TypedHandler<M> =
     Arc<dyn Fn(M) -> BoxFuture<Result<<M as Rpc>::Response, RemoteFailure>> + Send + Sync>;
-pub(crate) type ByteHandler =
-    Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, RemoteFailure>> + Send + Sync>;
+pub(crate) type ByteHandler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, RemoteFailure>> + Send + Sync>;
 
 pub struct Endpoint {
     addr: NodeAddr,
@@ -64,9 +63,7 @@ impl Endpoint {
             Box::pin(async move {
                 let req: M = frame::decode(&body).map_err(RemoteFailure::BadRequest)?;
                 let resp = typed(req).await?;
-                frame::encode(&resp).map_err(|e| {
-                    RemoteFailure::Unavailable(format!("cannot encode the response: {e}"))
-                })
+                frame::encode(&resp).map_err(|e| RemoteFailure::Unavailable(format!("cannot encode the response: {e}")))
             })
         });
         self.typed.insert(TypeId::of::<M>(), Box::new(typed));
@@ -83,8 +80,6 @@ impl Endpoint {
 
     /// The byte handler for `method`, with the method's static name (safe to use as a metric label).
     pub(crate) fn by_method(&self, method: &str) -> Option<(&'static str, ByteHandler)> {
-        self.bytes
-            .get_key_value(method)
-            .map(|(name, h)| (*name, h.clone()))
+        self.bytes.get_key_value(method).map(|(name, h)| (*name, h.clone()))
     }
 }

@@ -44,15 +44,13 @@ impl RpcError {
     pub fn code(&self) -> ErrorCode {
         match self {
             RpcError::Timeout { .. } => ErrorCode::ERR_TIMEOUT,
-            RpcError::Connect { .. }
-            | RpcError::ConnectionLost { .. }
-            | RpcError::Blocked { .. } => ErrorCode::ERR_NETWORK_FAILURE,
+            RpcError::Connect { .. } | RpcError::ConnectionLost { .. } | RpcError::Blocked { .. } => {
+                ErrorCode::ERR_NETWORK_FAILURE
+            }
             RpcError::Remote { failure, .. } => match failure {
                 RemoteFailure::DeadlineExceeded => ErrorCode::ERR_TIMEOUT,
                 RemoteFailure::Unavailable(_) => ErrorCode::ERR_BUSY,
-                RemoteFailure::UnknownMethod(_) | RemoteFailure::BadRequest(_) => {
-                    ErrorCode::ERR_INVALID_PARAMETERS
-                }
+                RemoteFailure::UnknownMethod(_) | RemoteFailure::BadRequest(_) => ErrorCode::ERR_INVALID_PARAMETERS,
             },
             RpcError::Codec(_) => ErrorCode::ERR_INVALID_DATA,
         }

@@ -21,10 +21,7 @@ pub struct FaultFilter {
 impl FaultFilter {
     /// Every call to `node` fails as if the network dropped it.
     pub fn block(&self, node: NodeAddr) {
-        self.rules
-            .write()
-            .expect("fault rules")
-            .insert(node, Verdict::Drop);
+        self.rules.write().expect("fault rules").insert(node, Verdict::Drop);
     }
 
     /// Every call to `node` waits `delay` before it is sent.

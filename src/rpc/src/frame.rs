@@ -51,13 +51,9 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, read) =
-        bincode::serde::decode_from_slice(bytes, codec()).map_err(|e| e.to_string())?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, codec()).map_err(|e| e.to_string())?;
     if read != bytes.len() {
-        return Err(format!(
-            "{} trailing bytes after the message",
-            bytes.len() - read
-        ));
+        return Err(format!("{} trailing bytes after the message", bytes.len() - read));
     }
     Ok(value)
 }
@@ -84,16 +80,11 @@ pub enum ReadFrameError {
 }
 
 /// Reads one frame; never allocates more than `max` bytes for it.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> Result<Frame, ReadFrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Frame, ReadFrameError> {
     let mut len_bytes = [0u8; 4];
     match reader.read_exact(&mut len_bytes).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ReadFrameError::Closed)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ReadFrameError::Closed),
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len_bytes) as usize;
@@ -121,13 +112,8 @@ mod tests {
         let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
         assert_eq!(len, bytes.len() - 4);
         match decode::<Frame>(&bytes[4..]).unwrap() {
-            Frame::Request {
-                id, method, body, ..
-            } => {
-                assert_eq!(
-                    (id, method.as_str(), body),
-                    (7, "meta.Beacon", vec![1, 2, 3])
-                );
+            Frame::Request { id, method, body, .. } => {
+                assert_eq!((id, method.as_str(), body), (7, "meta.Beacon", vec![1, 2, 3]));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -35,16 +35,8 @@ pub(crate) async fn serve(mut stream: TcpStream, health: HealthCheck) {
         }
         "/health" => {
             let (ok, text) = health();
-            let status = if ok {
-                "200 OK"
-            } else {
-                "503 Service Unavailable"
-            };
-            (
-                status,
-                "text/plain".into(),
-                format!("{text}\n").into_bytes(),
-            )
+            let status = if ok { "200 OK" } else { "503 Service Unavailable" };
+            (status, "text/plain".into(), format!("{text}\n").into_bytes())
         }
         _ => (
             "404 Not Found",

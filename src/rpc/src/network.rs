@@ -92,10 +92,7 @@ impl Network {
         let handle = runtime.handle().clone();
         Ok(Network {
             inner: Arc::new(Inner {
-                pool: Arc::new(ConnectionPool::new(
-                    options.max_frame_bytes,
-                    options.connect_timeout,
-                )),
+                pool: Arc::new(ConnectionPool::new(options.max_frame_bytes, options.connect_timeout)),
                 options,
                 local: RwLock::default(),
                 faults: FaultFilter::default(),
@@ -136,20 +133,10 @@ impl Network {
     }
 
     /// Calls `to` with `req`, waiting at most `timeout` for the answer.
-    pub async fn call<M: Rpc>(
-        &self,
-        to: NodeAddr,
-        req: M,
-        timeout: Duration,
-    ) -> Result<M::Response, RpcError> {
+    pub async fn call<M: Rpc>(&self, to: NodeAddr, req: M, timeout: Duration) -> Result<M::Response, RpcError> {
         match self.inner.faults.verdict(to) {
             Verdict::Deliver => {}
-            Verdict::Drop => {
-                return Err(RpcError::Blocked {
-                    method: M::METHOD,
-                    to,
-                })
-            }
+            Verdict::Drop => return Err(RpcError::Blocked { method: M::METHOD, to }),
             Verdict::Delay(delay) => tokio::time::sleep(delay).await,
         }
         let local = {

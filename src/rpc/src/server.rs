@@ -142,32 +142,21 @@ fn dispatch(
 ) {
     let Some((method, handler)) = endpoint.by_method(method) else {
         SERVER_REQUESTS.with_label_values(&["unknown"]).inc();
-        respond(
-            outbox,
-            id,
-            Err(RemoteFailure::UnknownMethod(method.to_string())),
-        );
+        respond(outbox, id, Err(RemoteFailure::UnknownMethod(method.to_string())));
         return;
     };
     SERVER_REQUESTS.with_label_values(&[method]).inc();
     let outbox = outbox.clone();
     tokio::spawn(async move {
-        let outcome =
-            match tokio::time::timeout(Duration::from_millis(timeout_ms.max(1)), handler(body))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(RemoteFailure::DeadlineExceeded),
-            };
+        let outcome = match tokio::time::timeout(Duration::from_millis(timeout_ms.max(1)), handler(body)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RemoteFailure::DeadlineExceeded),
+        };
         respond(&outbox, id, outcome);
     });
 }
 
-fn respond(
-    outbox: &mpsc::UnboundedSender<Vec<u8>>,
-    id: u64,
-    outcome: Result<Vec<u8>, RemoteFailure>,
-) {
+fn respond(outbox: &mpsc::UnboundedSender<Vec<u8>>, id: u64, outcome: Result<Vec<u8>, RemoteFailure>) {
     let frame = Frame::Response {
         id,
         outcome: outcome.map(ByteBuf),

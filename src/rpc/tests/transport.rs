@@ -64,9 +64,7 @@ fn echo_endpoint() -> Endpoint {
     let mut endpoint = Endpoint::new(any_port());
     endpoint
         .handle::<Echo, _, _>(|req| async move { format!("echo: {}", req.text) })
-        .handle::<Slow, _, _>(|req| async move {
-            tokio::time::sleep(Duration::from_millis(req.millis)).await
-        })
+        .handle::<Slow, _, _>(|req| async move { tokio::time::sleep(Duration::from_millis(req.millis)).await })
         .handle::<Counted, _, _>(|req| async move { req.value + 1 });
     endpoint
 }
@@ -77,11 +75,7 @@ async fn call_round_trips_over_tcp() {
     let server = server_net.serve(echo_endpoint(), healthy()).unwrap();
     let client = network();
     let reply = client
-        .call(
-            server.addr(),
-            Echo { text: "hi".into() },
-            Duration::from_secs(5),
-        )
+        .call(server.addr(), Echo { text: "hi".into() }, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(reply, "echo: hi");
@@ -91,13 +85,7 @@ async fn call_round_trips_over_tcp() {
         let to = server.addr();
         async move {
             client
-                .call(
-                    to,
-                    Echo {
-                        text: i.to_string(),
-                    },
-                    Duration::from_secs(5),
-                )
+                .call(to, Echo { text: i.to_string() }, Duration::from_secs(5))
                 .await
         }
     });
@@ -117,11 +105,7 @@ async fn local_calls_do_not_serialize() {
         .await
         .unwrap();
     assert_eq!(reply, 42);
-    assert_eq!(
-        SERIALIZED.load(Ordering::SeqCst),
-        before,
-        "a local call was serialized"
-    );
+    assert_eq!(SERIALIZED.load(Ordering::SeqCst), before, "a local call was serialized");
     // The same request from another process's network goes through the codec.
     let remote = network();
     assert_eq!(
@@ -140,11 +124,7 @@ async fn deadline_bounds_a_slow_call() {
     let server = server_net.serve(echo_endpoint(), healthy()).unwrap();
     let client = network();
     let err = client
-        .call(
-            server.addr(),
-            Slow { millis: 5_000 },
-            Duration::from_millis(200),
-        )
+        .call(server.addr(), Slow { millis: 5_000 }, Duration::from_millis(200))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
@@ -176,11 +156,7 @@ async fn connection_refused_is_reported() {
         .local_addr()
         .unwrap();
     let err = client
-        .call(
-            NodeAddr(closed_port),
-            Echo { text: "x".into() },
-            Duration::from_secs(2),
-        )
+        .call(NodeAddr(closed_port), Echo { text: "x".into() }, Duration::from_secs(2))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Connect { .. }), "{err}");
@@ -189,9 +165,7 @@ async fn connection_refused_is_reported() {
 /// Opens a raw connection, completes the handshake, sends `bytes`, and reports whether the server closed it.
 fn server_closes_after(addr: NodeAddr, bytes: &[u8]) -> bool {
     let mut stream = std::net::TcpStream::connect(addr.socket_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stream.write_all(&aerie_rpc::frame::preamble()).unwrap();
     let mut answer = [0u8; 8];
     stream.read_exact(&mut answer).unwrap();
@@ -207,11 +181,7 @@ async fn bad_frames_close_only_their_connection() {
     let client = network();
     // A healthy connection exists before the bad ones arrive.
     client
-        .call(
-            server.addr(),
-            Echo { text: "a".into() },
-            Duration::from_secs(5),
-        )
+        .call(server.addr(), Echo { text: "a".into() }, Duration::from_secs(5))
         .await
         .unwrap();
     let addr = server.addr();
@@ -226,11 +196,7 @@ async fn bad_frames_close_only_their_connection() {
     assert!(oversized, "an oversized frame must close the connection");
     assert!(malformed, "a malformed frame must close the connection");
     let reply = client
-        .call(
-            server.addr(),
-            Echo { text: "b".into() },
-            Duration::from_secs(5),
-        )
+        .call(server.addr(), Echo { text: "b".into() }, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(reply, "echo: b");
@@ -261,20 +227,13 @@ async fn wrong_magic_and_wrong_version_are_turned_away() {
     let addr = server.addr();
     tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr.socket_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         stream.write_all(b"NOTAERIE").unwrap();
         let mut buf = [0u8; 8];
-        assert!(
-            matches!(stream.read(&mut buf), Ok(0)),
-            "bad magic must be closed"
-        );
+        assert!(matches!(stream.read(&mut buf), Ok(0)), "bad magic must be closed");
 
         let mut stream = std::net::TcpStream::connect(addr.socket_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         stream.write_all(b"AERI\x00\x63\x00\x00").unwrap();
         stream.read_exact(&mut buf).unwrap();
         assert_eq!(&buf[..4], b"AERI", "the server states its own version");
@@ -289,9 +248,7 @@ async fn wrong_magic_and_wrong_version_are_turned_away() {
 
 fn http_get(addr: NodeAddr, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr.socket_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
@@ -303,11 +260,7 @@ async fn same_port_serves_metrics_and_health() {
     let server_net = network();
     let server = server_net.serve(echo_endpoint(), healthy()).unwrap();
     network()
-        .call(
-            server.addr(),
-            Echo { text: "m".into() },
-            Duration::from_secs(5),
-        )
+        .call(server.addr(), Echo { text: "m".into() }, Duration::from_secs(5))
         .await
         .unwrap();
     let addr = server.addr();
@@ -349,10 +302,7 @@ async fn stopped_server_closes_its_port() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            RpcError::Connect { .. } | RpcError::ConnectionLost { .. }
-        ),
+        matches!(err, RpcError::Connect { .. } | RpcError::ConnectionLost { .. }),
         "{err}"
     );
 }
@@ -363,21 +313,13 @@ async fn fault_filter_drops_calls() {
     let server = net.serve(echo_endpoint(), healthy()).unwrap();
     net.faults().block(server.addr());
     let err = net
-        .call(
-            server.addr(),
-            Echo { text: "x".into() },
-            Duration::from_secs(1),
-        )
+        .call(server.addr(), Echo { text: "x".into() }, Duration::from_secs(1))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Blocked { .. }));
     net.faults().heal(server.addr());
     assert!(net
-        .call(
-            server.addr(),
-            Echo { text: "x".into() },
-            Duration::from_secs(1)
-        )
+        .call(server.addr(), Echo { text: "x".into() }, Duration::from_secs(1))
         .await
         .is_ok());
 }

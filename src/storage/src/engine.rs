@@ -13,14 +13,13 @@ use crate::key::{
 };
 use aerie_common::{Decree, ErrorCode, WireError, WireResult};
 use aerie_proto::data::{
-    CheckAndSet, CheckType, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp,
-    WriteResult,
+    CheckAndSet, CheckType, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp, WriteResult,
 };
 use aerie_proto::replica::Mutation;
 use crc::{Crc, CRC_64_XZ};
 use rocksdb::{
-    BlockBasedOptions, Cache, CompactionDecision, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, CompactionDecision, DBCompressionType, Options, ReadOptions, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -35,17 +34,10 @@ pub struct EngineOptions {
 }
 
 impl EngineOptions {
-    pub fn new(
-        block_cache_bytes: usize,
-        memtable_budget_bytes: usize,
-        write_buffer_bytes: usize,
-    ) -> Self {
+    pub fn new(block_cache_bytes: usize, memtable_budget_bytes: usize, write_buffer_bytes: usize) -> Self {
         EngineOptions {
             block_cache: Cache::new_lru_cache(block_cache_bytes),
-            write_buffer_manager: WriteBufferManager::new_write_buffer_manager(
-                memtable_budget_bytes,
-                false,
-            ),
+            write_buffer_manager: WriteBufferManager::new_write_buffer_manager(memtable_budget_bytes, false),
             write_buffer_bytes,
         }
     }
@@ -86,9 +78,7 @@ impl Engine {
                 return CompactionDecision::Keep;
             }
             match decode_value(value) {
-                Some((expire_ts, _))
-                    if is_expired(expire_ts, aerie_common::clock::wall_secs_now()) =>
-                {
+                Some((expire_ts, _)) if is_expired(expire_ts, aerie_common::clock::wall_secs_now()) => {
                     CompactionDecision::Remove
                 }
                 _ => CompactionDecision::Keep,
@@ -112,18 +102,12 @@ impl Engine {
     }
 
     pub fn last_applied_decree(&self) -> Result<Decree, StorageError> {
-        let stored = self
-            .db
-            .get_pinned(LAST_APPLIED_DECREE_KEY)
-            .map_err(self.rocks())?;
+        let stored = self.db.get_pinned(LAST_APPLIED_DECREE_KEY).map_err(self.rocks())?;
         match stored {
             None => Ok(0),
             Some(bytes) => {
                 let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
-                    StorageError::Corrupt(format!(
-                        "bad last applied decree in {}",
-                        self.path.display()
-                    ))
+                    StorageError::Corrupt(format!("bad last applied decree in {}", self.path.display()))
                 })?;
                 Ok(Decree::from_be_bytes(bytes))
             }
@@ -155,9 +139,7 @@ impl Engine {
         batch.put(LAST_APPLIED_DECREE_KEY, last.decree.to_be_bytes());
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        self.db
-            .write_opt(batch, &write_options)
-            .map_err(self.rocks())?;
+        self.db.write_opt(batch, &write_options).map_err(self.rocks())?;
         Ok(results)
     }
 
@@ -179,8 +161,8 @@ impl Engine {
         let Some(raw) = self.db.get_pinned(key).map_err(self.rocks())? else {
             return Ok(None);
         };
-        let (expire_ts, value) = decode_value(&raw)
-            .ok_or_else(|| StorageError::Corrupt(format!("short value under {key:?}")))?;
+        let (expire_ts, value) =
+            decode_value(&raw).ok_or_else(|| StorageError::Corrupt(format!("short value under {key:?}")))?;
         if is_expired(expire_ts, now_secs) {
             return Ok(None);
         }
@@ -197,9 +179,7 @@ impl Engine {
             ReadOp::Ttl { hash_key, sort_key } => {
                 let ttl = self
                     .get_live(&encode_key(hash_key, sort_key), now_secs)?
-                    .map(|(expire_ts, _)| {
-                        (expire_ts != 0).then(|| (expire_ts as u64 - now_secs) as u32)
-                    });
+                    .map(|(expire_ts, _)| (expire_ts != 0).then(|| (expire_ts as u64 - now_secs) as u32));
                 Ok(ReadResult::Ttl(ttl))
             }
             ReadOp::MultiGet {
@@ -231,13 +211,7 @@ impl Engine {
                 after,
                 batch_size,
                 no_value,
-            } => self.scan_page(
-                hash_key.as_deref(),
-                after.as_ref(),
-                *batch_size,
-                *no_value,
-                now_secs,
-            ),
+            } => self.scan_page(hash_key.as_deref(), after.as_ref(), *batch_size, *no_value, now_secs),
         }
     }
 
@@ -292,9 +266,7 @@ impl Engine {
                 return true;
             }
             if let Some(stop) = &range.stop {
-                if sort_key > stop.as_slice()
-                    || (sort_key == stop.as_slice() && !range.stop_inclusive)
-                {
+                if sort_key > stop.as_slice() || (sort_key == stop.as_slice() && !range.stop_inclusive) {
                     return false;
                 }
             }
@@ -345,11 +317,7 @@ impl Engine {
             records.len() < batch_size
         })?;
         let next = (records.len() == batch_size)
-            .then(|| {
-                records
-                    .last()
-                    .map(|r| (r.hash_key.clone(), r.sort_key.clone()))
-            })
+            .then(|| records.last().map(|r| (r.hash_key.clone(), r.sort_key.clone())))
             .flatten();
         Ok(ReadResult::ScanPage { records, next })
     }
@@ -370,8 +338,7 @@ impl Engine {
             let (Some(key), Some(raw)) = (iter.key(), iter.value()) else {
                 break;
             };
-            if let (Some((hk, sk)), Some((expire_ts, value))) = (decode_key(key), decode_value(raw))
-            {
+            if let (Some((hk, sk)), Some((expire_ts, value))) = (decode_key(key), decode_value(raw)) {
                 if !is_expired(expire_ts, now_secs) && !visit(hk, sk, value) {
                     return Ok(());
                 }
@@ -384,13 +351,8 @@ impl Engine {
     /// A digest of every live record and the decree it reflects, read from one snapshot.
     pub fn checksum(&self, now_secs: u64) -> Result<ReplicaChecksum, StorageError> {
         let snapshot = self.db.snapshot();
-        let last_applied = match snapshot
-            .get_pinned(LAST_APPLIED_DECREE_KEY)
-            .map_err(self.rocks())?
-        {
-            Some(bytes) if bytes.len() == 8 => {
-                Decree::from_be_bytes(bytes.as_ref().try_into().expect("8 bytes"))
-            }
+        let last_applied = match snapshot.get_pinned(LAST_APPLIED_DECREE_KEY).map_err(self.rocks())? {
+            Some(bytes) if bytes.len() == 8 => Decree::from_be_bytes(bytes.as_ref().try_into().expect("8 bytes")),
             _ => 0,
         };
         let crc = Crc::<u64>::new(&CRC_64_XZ);
@@ -482,11 +444,7 @@ impl Batch<'_> {
         self.overlay.insert(key, None);
     }
 
-    fn apply_op(
-        &mut self,
-        op: &WriteOp,
-        now_secs: u64,
-    ) -> Result<WireResult<WriteResult>, StorageError> {
+    fn apply_op(&mut self, op: &WriteOp, now_secs: u64) -> Result<WireResult<WriteResult>, StorageError> {
         Ok(match op {
             WriteOp::Put {
                 hash_key,
@@ -507,9 +465,7 @@ impl Batch<'_> {
                 ttl_secs,
             } => {
                 if kvs.is_empty() {
-                    return Ok(Err(invalid(
-                        "multi_set needs at least one sort key and value",
-                    )));
+                    return Ok(Err(invalid("multi_set needs at least one sort key and value")));
                 }
                 for (sort_key, value) in kvs {
                     self.put(
@@ -524,10 +480,7 @@ impl Batch<'_> {
                 self.delete(encode_key(hash_key, sort_key));
                 Ok(WriteResult::Done)
             }
-            WriteOp::MultiRemove {
-                hash_key,
-                sort_keys,
-            } => {
+            WriteOp::MultiRemove { hash_key, sort_keys } => {
                 if sort_keys.is_empty() {
                     return Ok(Err(invalid("multi_del needs at least one sort key")));
                 }
@@ -564,9 +517,7 @@ impl Batch<'_> {
             Err(e) => return Ok(Err(e)),
         };
         let Some(new_value) = old_value.checked_add(increment) else {
-            return Ok(Err(invalid(format!(
-                "incr overflows: {old_value} + {increment}"
-            ))));
+            return Ok(Err(invalid(format!("incr overflows: {old_value} + {increment}"))));
         };
         let expire_ts = match ttl {
             TtlUpdate::Keep => old_expire,
@@ -577,11 +528,7 @@ impl Batch<'_> {
         Ok(Ok(WriteResult::Incremented { new_value }))
     }
 
-    fn check_and_set(
-        &mut self,
-        cas: &CheckAndSet,
-        now_secs: u64,
-    ) -> Result<WireResult<WriteResult>, StorageError> {
+    fn check_and_set(&mut self, cas: &CheckAndSet, now_secs: u64) -> Result<WireResult<WriteResult>, StorageError> {
         let current = self.get(&encode_key(&cas.hash_key, &cas.check_sort_key), now_secs)?;
         let current_value = current.map(|(_, v)| v);
         let passed = match check(&cas.check, current_value.as_deref()) {
@@ -597,11 +544,7 @@ impl Batch<'_> {
         }
         Ok(Ok(WriteResult::CheckAndSet {
             set_succeeded: passed,
-            check_value: if cas.return_check_value {
-                current_value
-            } else {
-                None
-            },
+            check_value: if cas.return_check_value { current_value } else { None },
         }))
     }
 }
@@ -632,9 +575,7 @@ fn check(check: &CheckType, value: Option<&[u8]>) -> WireResult<bool> {
         CheckType::ValueNotExistOrEmpty => Ok(v.is_empty()),
         CheckType::ValueExist => Ok(exists),
         CheckType::ValueNotEmpty => Ok(!v.is_empty()),
-        CheckType::ValueMatchAnywhere(op) => {
-            Ok(exists && (op.is_empty() || v.windows(op.len()).any(|w| w == op)))
-        }
+        CheckType::ValueMatchAnywhere(op) => Ok(exists && (op.is_empty() || v.windows(op.len()).any(|w| w == op))),
         CheckType::ValueMatchPrefix(op) => Ok(exists && v.starts_with(op)),
         CheckType::ValueMatchPostfix(op) => Ok(exists && v.ends_with(op)),
         CheckType::ValueBytesEqual(op) => Ok(exists && v == op.as_slice()),

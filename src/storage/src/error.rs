@@ -17,11 +17,7 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error("corrupt mutation log {path} at offset {offset}: {reason}")]
-    CorruptLog {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    CorruptLog { path: PathBuf, offset: u64, reason: String },
     #[error("corrupt data: {0}")]
     Corrupt(String),
 }

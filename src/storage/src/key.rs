@@ -106,15 +106,8 @@ mod tests {
         for key in &inside {
             assert!(*key >= start && *key < end);
         }
-        for other in [
-            encode_key(b"g", b"z"),
-            encode_key(b"i", b""),
-            encode_key(b"hh", b""),
-        ] {
-            assert!(
-                other < start || other >= end,
-                "{other:?} leaked into the range"
-            );
+        for other in [encode_key(b"g", b"z"), encode_key(b"i", b""), encode_key(b"hh", b"")] {
+            assert!(other < start || other >= end, "{other:?} leaked into the range");
         }
         assert!(encode_key(b"h", b"a") < encode_key(b"h", b"b"));
     }

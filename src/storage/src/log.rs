@@ -77,8 +77,7 @@ pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<Mutation>, Option<(u64, Strin
         if bytes.len() - offset < HEADER_LEN {
             return (mutations, bad("incomplete record header"));
         }
-        let len =
-            u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
         if len == 0 || len > MAX_RECORD_LEN {
             return (mutations, bad("impossible record length"));
@@ -126,11 +125,7 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 impl MutationLog {
     /// Opens (or creates) the log in `dir` and replays it.
-    pub fn open(
-        dir: &Path,
-        options: LogOptions,
-        replay_after: Decree,
-    ) -> Result<ReplayedLog, StorageError> {
+    pub fn open(dir: &Path, options: LogOptions, replay_after: Decree) -> Result<ReplayedLog, StorageError> {
         fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         let found = list_segments(dir)?;
         let mut segments = Vec::with_capacity(found.len());
@@ -146,11 +141,7 @@ impl MutationLog {
             let mut size = bytes.len() as u64;
             if let Some((offset, reason)) = stopped {
                 if position != last {
-                    return Err(StorageError::CorruptLog {
-                        path,
-                        offset,
-                        reason,
-                    });
+                    return Err(StorageError::CorruptLog { path, offset, reason });
                 }
                 warn!(path = %path.display(), offset, reason, "cutting a torn record off the log tail");
                 let file = OpenOptions::new()
@@ -200,10 +191,7 @@ impl MutationLog {
     }
 
     /// Appends a group of mutations durably (per the sync option); returns the bytes written.
-    pub fn append<'a>(
-        &mut self,
-        mutations: impl IntoIterator<Item = &'a Mutation>,
-    ) -> Result<u64, StorageError> {
+    pub fn append<'a>(&mut self, mutations: impl IntoIterator<Item = &'a Mutation>) -> Result<u64, StorageError> {
         let mut buf = Vec::new();
         let mut newest = 0;
         for mutation in mutations {
@@ -218,13 +206,9 @@ impl MutationLog {
             self.roll()?;
         }
         let segment = self.segments.last_mut().expect("one segment");
-        self.current
-            .write_all(&buf)
-            .map_err(StorageError::io(&segment.path))?;
+        self.current.write_all(&buf).map_err(StorageError::io(&segment.path))?;
         if self.options.sync {
-            self.current
-                .sync_data()
-                .map_err(StorageError::io(&segment.path))?;
+            self.current.sync_data().map_err(StorageError::io(&segment.path))?;
         }
         segment.bytes += buf.len() as u64;
         segment.max_decree = segment.max_decree.max(newest);
@@ -412,9 +396,7 @@ mod tests {
         let mut bytes = fs::read(&first).unwrap();
         bytes[10] ^= 0xff;
         fs::write(&first, &bytes).unwrap();
-        let err = MutationLog::open(dir.path(), small, 0)
-            .err()
-            .expect("must refuse");
+        let err = MutationLog::open(dir.path(), small, 0).err().expect("must refuse");
         assert!(matches!(err, StorageError::CorruptLog { .. }), "{err}");
     }
 

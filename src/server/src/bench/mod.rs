@@ -170,10 +170,7 @@ async fn open_table(args: &BenchArgs, client: &Client) -> Result<Table> {
     match client.table(&args.table).await {
         Ok(table) => Ok(table),
         Err(e) if e.code == ErrorCode::ERR_APP_NOT_EXIST => {
-            println!(
-                "creating table {} with {} partitions",
-                args.table, args.partitions
-            );
+            println!("creating table {} with {} partitions", args.table, args.partitions);
             client
                 .create_table(&args.table, args.partitions, 3)
                 .await
@@ -216,10 +213,7 @@ async fn bench(args: BenchArgs, metas: Vec<NodeAddr>) -> Result<()> {
                     args.distribution
                 )
                 .to_lowercase();
-                (
-                    title,
-                    mixed(&args, &table, read_percent, zipf.clone()).await,
-                )
+                (title, mixed(&args, &table, read_percent, zipf.clone()).await)
             }
         };
         stats.print(&title, started.elapsed());
@@ -230,8 +224,7 @@ async fn bench(args: BenchArgs, metas: Vec<NodeAddr>) -> Result<()> {
 async fn load(args: &BenchArgs, table: &Table) -> PhaseStats {
     let next = Arc::new(AtomicU64::new(0));
     let tasks = (0..args.threads).map(|_| {
-        let (table, next, records, size) =
-            (table.clone(), next.clone(), args.records, args.value_size);
+        let (table, next, records, size) = (table.clone(), next.clone(), args.records, args.value_size);
         tokio::spawn(async move {
             let mut stats = PhaseStats::default();
             let mut rng = rand::rngs::SmallRng::from_os_rng();
@@ -250,12 +243,7 @@ async fn load(args: &BenchArgs, table: &Table) -> PhaseStats {
     collect(tasks).await
 }
 
-async fn mixed(
-    args: &BenchArgs,
-    table: &Table,
-    read_percent: u32,
-    zipf: Arc<Zipfian>,
-) -> PhaseStats {
+async fn mixed(args: &BenchArgs, table: &Table, read_percent: u32, zipf: Arc<Zipfian>) -> PhaseStats {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let tasks = (0..args.threads).map(|_| {
         let (table, zipf, args) = (table.clone(), zipf.clone(), args.clone());
@@ -285,10 +273,8 @@ async fn mixed(
 
 async fn collect(tasks: impl Iterator<Item = tokio::task::JoinHandle<PhaseStats>>) -> PhaseStats {
     let mut total = PhaseStats::default();
-    for result in futures::future::join_all(tasks).await {
-        if let Ok(stats) = result {
-            total.merge(stats);
-        }
+    for stats in futures::future::join_all(tasks).await.into_iter().flatten() {
+        total.merge(stats);
     }
     total
 }

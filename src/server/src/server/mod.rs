@@ -22,9 +22,7 @@ pub fn run(role: Role, args: ServerArgs) -> Result<ExitCode> {
     let plan = plan::plan(role, &args)?;
     crate::logging::init(&plan.config.log.level);
     let workers = match plan.config.replication.worker_threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n as usize,
     };
     let system = actix_rt::System::new();

@@ -30,12 +30,13 @@ pub fn plan(role: Role, args: &ServerArgs) -> Result<RolePlan> {
 }
 
 fn with_port(address: &str, offset: u16) -> Result<String> {
-    let base: std::net::SocketAddr = address.parse().with_context(|| {
-        format!("replication.address '{address}' must be ip:port in --role all")
-    })?;
-    let port = base.port().checked_add(offset).with_context(|| {
-        format!("replication.address '{address}': no room for {DEV_REPLICA_SERVERS} ports")
-    })?;
+    let base: std::net::SocketAddr = address
+        .parse()
+        .with_context(|| format!("replication.address '{address}' must be ip:port in --role all"))?;
+    let port = base
+        .port()
+        .checked_add(offset)
+        .with_context(|| format!("replication.address '{address}': no room for {DEV_REPLICA_SERVERS} ports"))?;
     Ok(std::net::SocketAddr::new(base.ip(), port).to_string())
 }
 
@@ -74,10 +75,7 @@ pub fn plan_from(role: Role, mut config: AerieConfig, data_dir: Option<&Path>) -
             for i in 0..DEV_REPLICA_SERVERS {
                 let mut replica = config.replication.clone();
                 replica.address = with_port(&config.replication.address, i)?;
-                replica.data_dirs = format!(
-                    "default:{}",
-                    dir_string(&base.join(format!("replica{}", i + 1)))
-                );
+                replica.data_dirs = format!("default:{}", dir_string(&base.join(format!("replica{}", i + 1))));
                 plan.replicas.push(replica);
             }
             plan.meta = true;
@@ -107,10 +105,7 @@ mod tests {
         let plan = plan_from(Role::All, AerieConfig::default(), None).unwrap();
         assert!(plan.meta && plan.collector);
         let addresses: Vec<_> = plan.replicas.iter().map(|r| r.address.as_str()).collect();
-        assert_eq!(
-            addresses,
-            vec!["127.0.0.1:34801", "127.0.0.1:34802", "127.0.0.1:34803"]
-        );
+        assert_eq!(addresses, vec!["127.0.0.1:34801", "127.0.0.1:34802", "127.0.0.1:34803"]);
         assert_eq!(plan.replicas[2].data_dirs, "default:./data/dev/replica3");
         assert_eq!(plan.config.meta_server.data_dir, "./data/dev/meta");
         assert_eq!(plan.config.meta_server.server_list, "127.0.0.1:34601");
@@ -118,12 +113,7 @@ mod tests {
 
     #[test]
     fn data_dir_overrides_per_role() {
-        let plan = plan_from(
-            Role::Replica,
-            AerieConfig::default(),
-            Some(Path::new("/srv/aerie")),
-        )
-        .unwrap();
+        let plan = plan_from(Role::Replica, AerieConfig::default(), Some(Path::new("/srv/aerie"))).unwrap();
         assert_eq!(plan.replicas[0].data_dirs, "default:/srv/aerie");
         let plan = plan_from(Role::All, AerieConfig::default(), Some(Path::new("/tmp/x"))).unwrap();
         assert_eq!(plan.config.meta_server.data_dir, "/tmp/x/meta");

@@ -59,9 +59,9 @@ pub async fn start_meta(
             let store = EmbeddedStore::open(&dir.join("store")).context("opening the embedded meta store")?;
             (Arc::new(store), lock)
         }
-        MetaStoreKind::Zookeeper => bail!(
-            "meta_server.meta_store = \"zookeeper\" is not available in this build yet; use \"embedded\""
-        ),
+        MetaStoreKind::Zookeeper => {
+            bail!("meta_server.meta_store = \"zookeeper\" is not available in this build yet; use \"embedded\"")
+        }
     };
     let loaded = StoreLayout::new(&meta.cluster_root)
         .load(store.as_ref())
@@ -148,10 +148,7 @@ pub struct ReplicaRole {
 impl ReplicaRole {
     /// Closes every replica (logs synced, memtables flushed), waiting at most `timeout`.
     pub async fn shutdown(&self, timeout: Duration) {
-        if tokio::time::timeout(timeout, self.stub.send(Shutdown))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(timeout, self.stub.send(Shutdown)).await.is_err() {
             tracing::warn!(node = %self.server.addr(), "replica server did not stop within {timeout:?}");
         }
     }
@@ -180,6 +177,7 @@ pub fn start_replica(
         prepare_timeout: Duration::from_millis(repl.prepare_timeout_ms),
         prepare_retry_delay: Duration::from_secs(1),
         group_check_delay: Duration::from_millis(20),
+        group_check_interval: Duration::from_millis(repl.group_check_interval_ms.max(100)),
         min_replicas_for_write: repl.mutation_2pc_min_replica_count as usize,
         max_uncommitted: 4096,
         limits: Limits {
@@ -242,11 +240,7 @@ pub fn start_replica(
     })
 }
 
-pub fn start_collector(
-    config: &AerieConfig,
-    network: &Network,
-    info: &ProcessInfo,
-) -> Result<ServerHandle> {
+pub fn start_collector(config: &AerieConfig, network: &Network, info: &ProcessInfo) -> Result<ServerHandle> {
     let me: NodeAddr = config.collector.address.parse().expect("validated");
     let mut endpoint = Endpoint::new(me);
     add_admin(&mut endpoint, info);

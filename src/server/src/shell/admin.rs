@@ -13,8 +13,7 @@ pub fn emit(report: &Report, out: &OutputArgs) -> Result<String, String> {
     let text = report.render(out.json);
     match &out.output {
         Some(path) => {
-            std::fs::write(path, &text)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(format!("output written to {}\n", path.display()))
         }
         None => Ok(text),
@@ -24,21 +23,12 @@ pub fn emit(report: &Report, out: &OutputArgs) -> Result<String, String> {
 fn join_nodes(nodes: &[NodeAddr]) -> String {
     format!(
         "[{}]",
-        nodes
-            .iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+        nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
     )
 }
 
 impl Shell {
-    pub(super) fn create(
-        &mut self,
-        name: &str,
-        partitions: u32,
-        replicas: u32,
-    ) -> Result<String, String> {
+    pub(super) fn create(&mut self, name: &str, partitions: u32, replicas: u32) -> Result<String, String> {
         let created = self.block(self.client.create_table(name, partitions, replicas))?;
         let mut text = format!(
             "create app \"{name}\" succeed, app_id = {}, partition_count = {partitions}, replica_count = {replicas}\n",
@@ -55,22 +45,13 @@ impl Shell {
 
     pub(super) fn drop_table(&mut self, name: &str) -> Result<String, String> {
         self.block(self.client.drop_table(name))?;
-        if self
-            .current_table
-            .as_ref()
-            .is_some_and(|t| t.app().app_name == name)
-        {
+        if self.current_table.as_ref().is_some_and(|t| t.app().app_name == name) {
             self.current_table = None;
         }
         Ok(format!("drop app {name} succeed\n"))
     }
 
-    pub(super) fn ls(
-        &mut self,
-        detailed: bool,
-        all: bool,
-        out: &OutputArgs,
-    ) -> Result<String, String> {
+    pub(super) fn ls(&mut self, detailed: bool, all: bool, out: &OutputArgs) -> Result<String, String> {
         let apps = self.block(self.client.list_tables(all))?;
         let mut report = Report::default();
         let rows = apps
@@ -105,10 +86,8 @@ impl Shell {
         );
         let mut summary = vec![("total_app_count", apps.len().to_string())];
         if detailed {
-            let healths: Vec<(&AppState, HealthCounts)> = apps
-                .iter()
-                .map(|a| (a, HealthCounts::of(&a.partitions)))
-                .collect();
+            let healths: Vec<(&AppState, HealthCounts)> =
+                apps.iter().map(|a| (a, HealthCounts::of(&a.partitions))).collect();
             let rows = healths
                 .iter()
                 .map(|(a, h)| {
@@ -136,27 +115,17 @@ impl Shell {
                 ],
                 rows,
             );
-            let count = |f: fn(&HealthCounts) -> bool| {
-                healths.iter().filter(|(_, h)| f(h)).count().to_string()
-            };
+            let count = |f: fn(&HealthCounts) -> bool| healths.iter().filter(|(_, h)| f(h)).count().to_string();
             summary.push(("fully_healthy_app_count", count(|h| h.unhealthy == 0)));
             summary.push(("unhealthy_app_count", count(|h| h.unhealthy > 0)));
-            summary.push((
-                "write_unhealthy_app_count",
-                count(|h| h.write_unhealthy > 0),
-            ));
+            summary.push(("write_unhealthy_app_count", count(|h| h.write_unhealthy > 0)));
             summary.push(("read_unhealthy_app_count", count(|h| h.read_unhealthy > 0)));
         }
         report.pairs("summary", summary);
         emit(&report, out)
     }
 
-    pub(super) fn app(
-        &mut self,
-        name: &str,
-        detailed: bool,
-        out: &OutputArgs,
-    ) -> Result<String, String> {
+    pub(super) fn app(&mut self, name: &str, detailed: bool, out: &OutputArgs) -> Result<String, String> {
         let app = self.block(self.client.query_config(name))?;
         let mut report = Report::default();
         report.pairs(
@@ -177,9 +146,7 @@ impl Shell {
                         p.gpid.pidx.to_string(),
                         p.ballot.to_string(),
                         format!("{}/{}", p.replica_count(), p.max_replica_count),
-                        p.primary
-                            .map(|n| n.to_string())
-                            .unwrap_or_else(|| "-".into()),
+                        p.primary.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                         join_nodes(&p.secondaries),
                     ]
                 })
@@ -205,12 +172,7 @@ impl Shell {
                 .map(|(node, (p, s))| {
                     total_p += p;
                     total_s += s;
-                    vec![
-                        node.to_string(),
-                        p.to_string(),
-                        s.to_string(),
-                        (p + s).to_string(),
-                    ]
+                    vec![node.to_string(), p.to_string(), s.to_string(), (p + s).to_string()]
                 })
                 .collect();
             rows.push(vec![
@@ -225,19 +187,10 @@ impl Shell {
             report.pairs(
                 "healthy",
                 vec![
-                    (
-                        "fully_healthy_partition_count",
-                        health.fully_healthy.to_string(),
-                    ),
+                    ("fully_healthy_partition_count", health.fully_healthy.to_string()),
                     ("unhealthy_partition_count", health.unhealthy.to_string()),
-                    (
-                        "write_unhealthy_partition_count",
-                        health.write_unhealthy.to_string(),
-                    ),
-                    (
-                        "read_unhealthy_partition_count",
-                        health.read_unhealthy.to_string(),
-                    ),
+                    ("write_unhealthy_partition_count", health.write_unhealthy.to_string()),
+                    ("read_unhealthy_partition_count", health.read_unhealthy.to_string()),
                 ],
             );
         }
@@ -251,10 +204,7 @@ impl Shell {
         out: &OutputArgs,
     ) -> Result<String, String> {
         let nodes = self.block(self.client.list_nodes())?;
-        let alive = nodes
-            .iter()
-            .filter(|n| n.status == NodeStatus::Alive)
-            .count();
+        let alive = nodes.iter().filter(|n| n.status == NodeStatus::Alive).count();
         let shown = nodes.iter().filter(|n| match filter {
             Some(NodeFilter::Alive) => n.status == NodeStatus::Alive,
             Some(NodeFilter::Unalive) => n.status == NodeStatus::Unalive,
@@ -275,13 +225,7 @@ impl Shell {
                 .collect();
             report.table(
                 "details",
-                &[
-                    "address",
-                    "status",
-                    "replica_count",
-                    "primary_count",
-                    "secondary_count",
-                ],
+                &["address", "status", "replica_count", "primary_count", "secondary_count"],
                 rows,
             );
         } else {
@@ -320,10 +264,7 @@ impl Shell {
                 ("zookeeper_hosts", info.zookeeper_hosts),
                 ("zookeeper_root", info.zookeeper_root),
                 ("meta_function_level", info.meta_function_level),
-                (
-                    "balance_operation_count",
-                    info.balance_operation_count.to_string(),
-                ),
+                ("balance_operation_count", info.balance_operation_count.to_string()),
                 (
                     "primary_replica_count_stddev",
                     format!("{:.2}", info.primary_replica_count_stddev),

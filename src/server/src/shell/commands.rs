@@ -4,11 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(
-    no_binary_name = true,
-    disable_version_flag = true,
-    help_template = "{subcommands}"
-)]
+#[command(no_binary_name = true, disable_version_flag = true, help_template = "{subcommands}")]
 pub struct Line {
     #[command(subcommand)]
     pub command: ShellCommand,

@@ -12,11 +12,7 @@ const SCAN_BATCH: u32 = 1000;
 
 fn record_line(record: &Record, no_value: bool) -> String {
     if no_value {
-        format!(
-            "\"{}\" : \"{}\"\n",
-            escape(&record.hash_key),
-            escape(&record.sort_key)
-        )
+        format!("\"{}\" : \"{}\"\n", escape(&record.hash_key), escape(&record.sort_key))
     } else {
         format!(
             "\"{}\" : \"{}\" => \"{}\"\n",
@@ -51,13 +47,7 @@ impl Shell {
         Ok("OK\n".into())
     }
 
-    pub(super) fn set(
-        &mut self,
-        hk: &str,
-        sk: &str,
-        value: &str,
-        ttl: Option<u32>,
-    ) -> Result<String, String> {
+    pub(super) fn set(&mut self, hk: &str, sk: &str, value: &str, ttl: Option<u32>) -> Result<String, String> {
         let table = self.table()?;
         let (hk, sk, value) = (unescape(hk)?, unescape(sk)?, unescape(value)?);
         self.block(table.set(&hk, &sk, &value, ttl.unwrap_or(0)))?;
@@ -81,21 +71,13 @@ impl Shell {
         Ok(format!("OK\n{}", Self::routing_note(&table, &hk, &sk)))
     }
 
-    pub(super) fn multi_get(
-        &mut self,
-        hk: &str,
-        sort_keys: &[String],
-        max_count: u32,
-    ) -> Result<String, String> {
+    pub(super) fn multi_get(&mut self, hk: &str, sort_keys: &[String], max_count: u32) -> Result<String, String> {
         let table = self.table()?;
         let hk = unescape(hk)?;
         let (records, complete) = if sort_keys.is_empty() {
             self.block(table.multi_get_range(&hk, SortKeyRange::default(), max_count, false))?
         } else {
-            let keys = sort_keys
-                .iter()
-                .map(|k| unescape(k))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = sort_keys.iter().map(|k| unescape(k)).collect::<Result<Vec<_>, _>>()?;
             (self.block(table.multi_get(&hk, keys))?, true)
         };
         let mut text: String = records.iter().map(|r| record_line(r, false)).collect();
@@ -111,16 +93,9 @@ impl Shell {
         Ok(text)
     }
 
-    pub(super) fn multi_set(
-        &mut self,
-        hk: &str,
-        pairs: &[String],
-        ttl: u32,
-    ) -> Result<String, String> {
+    pub(super) fn multi_set(&mut self, hk: &str, pairs: &[String], ttl: u32) -> Result<String, String> {
         if pairs.len() % 2 != 0 {
-            return Err(
-                "multi_set takes SORT_KEY VALUE pairs; the last sort key has no value".into(),
-            );
+            return Err("multi_set takes SORT_KEY VALUE pairs; the last sort key has no value".into());
         }
         let table = self.table()?;
         let hk = unescape(hk)?;
@@ -139,10 +114,7 @@ impl Shell {
     pub(super) fn multi_del(&mut self, hk: &str, sort_keys: &[String]) -> Result<String, String> {
         let table = self.table()?;
         let hk = unescape(hk)?;
-        let keys = sort_keys
-            .iter()
-            .map(|k| unescape(k))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = sort_keys.iter().map(|k| unescape(k)).collect::<Result<Vec<_>, _>>()?;
         let count = self.block(table.multi_del(&hk, keys))?;
         Ok(format!(
             "OK, {count} sort keys deleted\n{}",
@@ -168,12 +140,7 @@ impl Shell {
         Ok(text + &Self::routing_note(&table, &hk, &sk))
     }
 
-    pub(super) fn scan(
-        &mut self,
-        hk: &str,
-        max_count: u64,
-        no_value: bool,
-    ) -> Result<String, String> {
+    pub(super) fn scan(&mut self, hk: &str, max_count: u64, no_value: bool) -> Result<String, String> {
         let table = self.table()?;
         let hk = unescape(hk)?;
         let pidx = table.locate(&hk, b"").0.pidx;
@@ -199,13 +166,8 @@ impl Shell {
         'partitions: for &pidx in partitions {
             let mut after = None;
             loop {
-                let (records, next) = self.block(table.scan_page(
-                    pidx,
-                    hash_key.clone(),
-                    after,
-                    SCAN_BATCH,
-                    no_value,
-                ))?;
+                let (records, next) =
+                    self.block(table.scan_page(pidx, hash_key.clone(), after, SCAN_BATCH, no_value))?;
                 for record in &records {
                     if max_count > 0 && count >= max_count {
                         break 'partitions;
@@ -223,19 +185,14 @@ impl Shell {
         Ok(text)
     }
 
-    pub(super) fn count_data(
-        &mut self,
-        detailed: bool,
-        out: &OutputArgs,
-    ) -> Result<String, String> {
+    pub(super) fn count_data(&mut self, detailed: bool, out: &OutputArgs) -> Result<String, String> {
         let table = self.table()?;
         let mut per_partition = Vec::new();
         for pidx in 0..table.partition_count() {
             let mut after = None;
             let mut count = 0u64;
             loop {
-                let (records, next) =
-                    self.block(table.scan_page(pidx, None, after, SCAN_BATCH, true))?;
+                let (records, next) = self.block(table.scan_page(pidx, None, after, SCAN_BATCH, true))?;
                 count += records.len() as u64;
                 match next {
                     Some(cursor) => after = Some(cursor),
@@ -256,10 +213,7 @@ impl Shell {
         }
         report.pairs(
             "count",
-            vec![
-                ("app_name", table.app().app_name),
-                ("row_count", total.to_string()),
-            ],
+            vec![("app_name", table.app().app_name), ("row_count", total.to_string())],
         );
         emit(&report, out)
     }

@@ -27,9 +27,7 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
                 let hex = text
                     .get(i + 2..i + 4)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        format!("bad \\x escape in '{text}': expected two hex digits")
-                    })?;
+                    .ok_or_else(|| format!("bad \\x escape in '{text}': expected two hex digits"))?;
                 out.push(hex);
                 i += 2;
             }

@@ -47,10 +47,7 @@ enum Outcome {
 }
 
 impl Shell {
-    fn block<T>(
-        &self,
-        fut: impl Future<Output = aerie_common::WireResult<T>>,
-    ) -> Result<T, String> {
+    fn block<T>(&self, fut: impl Future<Output = aerie_common::WireResult<T>>) -> Result<T, String> {
         self.runtime.block_on(fut).map_err(|e| e.to_string())
     }
 
@@ -64,16 +61,8 @@ impl Shell {
             } => self.create(&name, partitions, replicas),
             C::Drop { name } => self.drop_table(&name),
             C::Ls { detailed, all, out } => self.ls(detailed, all, &out),
-            C::App {
-                name,
-                detailed,
-                out,
-            } => self.app(&name, detailed, &out),
-            C::Nodes {
-                detailed,
-                status,
-                out,
-            } => self.nodes(detailed, status, &out),
+            C::App { name, detailed, out } => self.app(&name, detailed, &out),
+            C::Nodes { detailed, status, out } => self.nodes(detailed, status, &out),
             C::ClusterInfo { out } => self.cluster_info(&out),
             C::Use { name } => self.use_table(&name),
             C::Set {
@@ -94,10 +83,7 @@ impl Shell {
                 pairs,
                 ttl_seconds,
             } => self.multi_set(&hash_key, &pairs, ttl_seconds),
-            C::MultiDel {
-                hash_key,
-                sort_keys,
-            } => self.multi_del(&hash_key, &sort_keys),
+            C::MultiDel { hash_key, sort_keys } => self.multi_del(&hash_key, &sort_keys),
             C::Incr {
                 hash_key,
                 sort_key,
@@ -108,10 +94,7 @@ impl Shell {
                 max_count,
                 no_value,
             } => self.scan(&hash_key, max_count, no_value),
-            C::FullScan {
-                max_count,
-                no_value,
-            } => self.full_scan(max_count, no_value),
+            C::FullScan { max_count, no_value } => self.full_scan(max_count, no_value),
             C::CountData { detailed, out } => self.count_data(detailed, &out),
             C::Ttl { hash_key, sort_key } => self.ttl(&hash_key, &sort_key),
             C::Exit => Ok(String::new()),
@@ -168,12 +151,7 @@ struct ShellHelper;
 impl Completer for ShellHelper {
     type Candidate = Pair;
 
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        _: &rustyline::Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(&self, line: &str, pos: usize, _: &rustyline::Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
         if before.contains(char::is_whitespace) {
             return Ok((pos, Vec::new()));
@@ -233,11 +211,7 @@ pub fn run(args: ShellArgs) -> Result<ExitCode> {
                 Outcome::Exit => break,
             }
         }
-        return Ok(if all_ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     interactive(&mut shell)
 }

@@ -50,11 +50,7 @@ impl Report {
         let mut out = String::new();
         for section in &self.sections {
             match section {
-                Section::Table {
-                    name,
-                    columns,
-                    rows,
-                } => {
+                Section::Table { name, columns, rows } => {
                     out.push_str(&format!("[{name}]\n"));
                     let mut widths: Vec<usize> = columns.iter().map(String::len).collect();
                     for row in rows {
@@ -98,11 +94,7 @@ impl Report {
         let mut root = Map::new();
         for section in &self.sections {
             match section {
-                Section::Table {
-                    name,
-                    columns,
-                    rows,
-                } => {
+                Section::Table { name, columns, rows } => {
                     let rows = rows
                         .iter()
                         .map(|row| {
@@ -144,10 +136,7 @@ mod tests {
             )
             .pairs(
                 "summary",
-                vec![
-                    ("total_node_count", "1".into()),
-                    ("alive_node_count", "1".into()),
-                ],
+                vec![("total_node_count", "1".into()), ("alive_node_count", "1".into())],
             );
         report
     }

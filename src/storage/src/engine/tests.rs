@@ -48,11 +48,7 @@ fn get(engine: &Engine, hk: &str, sk: &str, now: u64) -> Option<Vec<u8>> {
 }
 
 fn apply_one(engine: &Engine, decree: Decree, op: WriteOp) -> WireResult<WriteResult> {
-    engine
-        .apply(&[mutation(decree, vec![op])])
-        .unwrap()
-        .remove(0)
-        .remove(0)
+    engine.apply(&[mutation(decree, vec![op])]).unwrap().remove(0).remove(0)
 }
 
 #[test]
@@ -170,37 +166,28 @@ fn multi_get_by_keys_by_range_and_with_limits() {
         (vec!["b".into(), "d".into()], true)
     );
 
-    let range =
-        |start: &str, start_inclusive, stop: &str, stop_inclusive, max_count| ReadOp::MultiGet {
-            hash_key: "h".into(),
-            sort_keys: vec![],
-            range: SortKeyRange {
-                start: Some(start.into()),
-                start_inclusive,
-                stop: Some(stop.into()),
-                stop_inclusive,
-            },
-            max_count,
-            max_bytes: 0,
-            no_value: true,
-        };
+    let range = |start: &str, start_inclusive, stop: &str, stop_inclusive, max_count| ReadOp::MultiGet {
+        hash_key: "h".into(),
+        sort_keys: vec![],
+        range: SortKeyRange {
+            start: Some(start.into()),
+            start_inclusive,
+            stop: Some(stop.into()),
+            stop_inclusive,
+        },
+        max_count,
+        max_bytes: 0,
+        no_value: true,
+    };
     let (keys, complete) = records(engine.read(&range("b", true, "d", true, 0), NOW).unwrap());
-    assert_eq!(
-        (keys, complete),
-        (vec!["b".into(), "c".into(), "d".into()], true)
-    );
+    assert_eq!((keys, complete), (vec!["b".into(), "c".into(), "d".into()], true));
     let (keys, _) = records(engine.read(&range("b", false, "d", false, 0), NOW).unwrap());
     assert_eq!(keys, vec!["c".to_string()]);
     let (keys, complete) = records(engine.read(&range("a", true, "e", true, 2), NOW).unwrap());
     assert_eq!((keys, complete), (vec!["a".into(), "b".into()], false));
 
     let count = engine
-        .read(
-            &ReadOp::SortKeyCount {
-                hash_key: "h".into(),
-            },
-            NOW,
-        )
+        .read(&ReadOp::SortKeyCount { hash_key: "h".into() }, NOW)
         .unwrap();
     assert_eq!(count, ReadResult::Count(5));
 }
@@ -224,9 +211,7 @@ fn incr_counts_checks_type_and_overflow() {
         Ok(WriteResult::Incremented { new_value: -2 })
     );
     // Two increments in one batch see each other.
-    let results = engine
-        .apply(&[mutation(3, vec![incr(1), incr(1)])])
-        .unwrap();
+    let results = engine.apply(&[mutation(3, vec![incr(1), incr(1)])]).unwrap();
     assert_eq!(results[0][1], Ok(WriteResult::Incremented { new_value: 0 }));
     apply_one(&engine, 4, put("h", "n", "9223372036854775807", 0)).unwrap();
     assert_eq!(
@@ -317,11 +302,7 @@ fn scans_page_through_one_hash_key_and_the_whole_partition() {
             None => break,
         }
     }
-    assert_eq!(
-        seen.len(),
-        15,
-        "expired records are skipped, everything else seen once"
-    );
+    assert_eq!(seen.len(), 15, "expired records are skipped, everything else seen once");
     let mut sorted = seen.clone();
     sorted.dedup();
     assert_eq!(sorted.len(), 15);
@@ -341,9 +322,7 @@ fn scans_page_through_one_hash_key_and_the_whole_partition() {
         panic!()
     };
     assert_eq!(records.len(), 5);
-    assert!(records
-        .iter()
-        .all(|r| r.hash_key == b"b" && r.value.is_empty()));
+    assert!(records.iter().all(|r| r.hash_key == b"b" && r.value.is_empty()));
     assert!(next.is_none());
 }
 

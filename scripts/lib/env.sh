@@ -1,0 +1,24 @@
+# Shared by the scripts: the build's cache location and the Debian packages the build needs.
+# shellcheck shell=bash
+
+# Builds are cached outside the clone (RocksDB's C++ takes ~10 minutes to compile from scratch).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aerie/target}"
+
+# Installs missing Debian packages: clang and libclang-dev (RocksDB's bindings are generated with
+# bindgen, and its C++ is compiled with the system compiler).
+ensure_build_packages() {
+    local missing=()
+    command -v clang >/dev/null 2>&1 || missing+=(clang)
+    dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get install -y -qq "${missing[@]}" || {
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
+    }
+}

@@ -1,0 +1,194 @@
+//! A cluster of separate `aerie` processes: one meta server and N replica servers on loopback.
+
+use crate::process::{free_port, AerieProcess};
+use crate::wait::wait_until;
+use aerie_client::{Client, ClientOptions};
+use aerie_common::NodeAddr;
+use aerie_proto::meta::NodeStatus;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ProcessClusterOptions {
+    pub replica_servers: usize,
+    /// Extra `section.key=value` settings for every process.
+    pub settings: Vec<String>,
+}
+
+impl Default for ProcessClusterOptions {
+    fn default() -> Self {
+        ProcessClusterOptions {
+            replica_servers: 3,
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// What a shell run printed.
+#[derive(Debug)]
+pub struct ShellOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct ProcessCluster {
+    pub dir: tempfile::TempDir,
+    pub meta_addr: NodeAddr,
+    pub meta: AerieProcess,
+    pub replica_addrs: Vec<NodeAddr>,
+    pub replicas: Vec<AerieProcess>,
+}
+
+fn settings(pairs: &[String]) -> Vec<String> {
+    pairs.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect()
+}
+
+impl ProcessCluster {
+    pub fn start(options: ProcessClusterOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta_addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut common = vec![
+            format!("meta_server.server_list={meta_addr}"),
+            "log.level=info".to_string(),
+        ];
+        common.extend(options.settings.iter().cloned());
+
+        let mut meta_args = vec!["--role".to_string(), "meta".to_string()];
+        meta_args.extend(settings(&common));
+        meta_args.extend(settings(&[
+            format!("meta_server.address={meta_addr}"),
+            format!("meta_server.data_dir={}", dir.path().join("meta").display()),
+        ]));
+        let meta = AerieProcess::start("meta", meta_args, dir.path().join("meta.log"));
+
+        let mut replica_addrs = Vec::new();
+        let mut replicas = Vec::new();
+        for i in 0..options.replica_servers {
+            let addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let mut args = vec!["--role".to_string(), "replica".to_string()];
+            args.extend(settings(&common));
+            args.extend(settings(&[
+                format!("replication.address={addr}"),
+                format!(
+                    "replication.data_dirs=default:{}",
+                    dir.path().join(format!("replica{i}")).display()
+                ),
+            ]));
+            replicas.push(AerieProcess::start(
+                &format!("replica{i}"),
+                args,
+                dir.path().join(format!("replica{i}.log")),
+            ));
+            replica_addrs.push(addr);
+        }
+        ProcessCluster {
+            dir,
+            meta_addr,
+            meta,
+            replica_addrs,
+            replicas,
+        }
+    }
+
+    pub fn client(&self, timeout: Duration) -> Client {
+        Client::new(
+            vec![self.meta_addr],
+            ClientOptions {
+                timeout,
+                meta_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        )
+        .expect("client")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Waits until the meta lists every replica server as alive.
+    pub async fn wait_all_alive(&self, client: &Client, timeout: Duration) {
+        let expected = self.replica_addrs.clone();
+        wait_until("every replica server ALIVE", timeout, || {
+            let client = client.clone();
+            let expected = expected.clone();
+            async move {
+                let nodes = client.list_nodes().await.map_err(|e| e.to_string())?;
+                let alive = nodes
+                    .iter()
+                    .filter(|n| n.status == NodeStatus::Alive && expected.contains(&n.address))
+                    .count();
+                if alive == expected.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{alive} of {} alive", expected.len()))
+                }
+            }
+        })
+        .await
+    }
+
+    pub fn kill_all(&mut self) {
+        self.meta.kill();
+        for replica in &mut self.replicas {
+            replica.kill();
+        }
+    }
+
+    pub fn restart_all(&mut self) {
+        self.meta.restart();
+        for replica in &mut self.replicas {
+            replica.restart();
+        }
+    }
+
+    /// Runs `aerie shell --meta <meta> <args>`, with `stdin` as its standard input.
+    pub fn shell(&self, args: &[&str], stdin: &str) -> ShellOutput {
+        use std::io::Write;
+        let mut child = std::process::Command::new(crate::process::aerie_bin())
+            .arg("shell")
+            .arg("--meta")
+            .arg(self.meta_addr.to_string())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("aerie shell starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("aerie shell finishes");
+        ShellOutput {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+        }
+    }
+
+    /// Runs one shell command with `-e`.
+    pub fn shell_exec(&self, command: &str) -> ShellOutput {
+        self.shell(&["-e", command], "")
+    }
+
+    /// The last lines of every process's log, for failure reports.
+    pub fn logs(&self, lines: usize) -> String {
+        std::iter::once(&self.meta)
+            .chain(&self.replicas)
+            .map(|p| format!("---- {} ----\n{}", p.name, p.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("cluster logs at failure:\n{}", self.logs(40));
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The shell as an operator uses it against real processes: table life cycle, listings in text,
+//! JSON and to a file, every data command, and errors that name the problem.
+
+use aerie_tests::{wait_until, ProcessCluster, ProcessClusterOptions};
+use std::time::Duration;
+
+fn assert_lines(text: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(
+            text.lines().any(|l| l.trim_end() == *line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_session() {
+    let cluster = ProcessCluster::start(ProcessClusterOptions::default());
+    let client = cluster.client(Duration::from_secs(20));
+    cluster.wait_all_alive(&client, Duration::from_secs(30)).await;
+
+    let out = cluster.shell_exec("create orders -p 4 -r 3");
+    assert!(out.success, "{out:?}");
+    assert!(out.stdout.contains("create app \"orders\" succeed"), "{out:?}");
+    let again = cluster.shell_exec("create orders -p 4");
+    assert!(!again.success && again.stderr.contains("ERR_APP_EXIST"), "{again:?}");
+    let bad = cluster.shell_exec("create odd -p 3");
+    assert!(!bad.success && bad.stderr.contains("power of two"), "{bad:?}");
+    let too_many = cluster.shell_exec("create wide -p 4 -r 5");
+    assert!(
+        !too_many.success
+            && too_many
+                .stderr
+                .contains("needs 5 alive replica servers, but 3 are alive"),
+        "{too_many:?}"
+    );
+
+    // Listings.
+    let nodes = cluster.shell_exec("nodes -d");
+    assert!(nodes.success, "{nodes:?}");
+    assert!(nodes.stdout.starts_with("[details]\naddress"), "{}", nodes.stdout);
+    for addr in &cluster.replica_addrs {
+        let row = nodes
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&addr.to_string()))
+            .expect("node row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1..], ["ALIVE", "4", cells[3], cells[4]], "{row}");
+    }
+    assert_lines(
+        &nodes.stdout,
+        &[
+            "total_node_count   : 3",
+            "alive_node_count   : 3",
+            "unalive_node_count : 0",
+        ],
+    );
+
+    let ls = cluster.shell_exec("ls -d");
+    assert!(ls.stdout.contains("[healthy_info]"), "{}", ls.stdout);
+    let healthy_row = ls
+        .stdout
+        .lines()
+        .find(|l| l.contains("orders") && !l.contains("AVAILABLE"))
+        .unwrap();
+    assert_eq!(
+        healthy_row.split_whitespace().collect::<Vec<_>>()[2..],
+        ["4", "4", "0", "0", "0"]
+    );
+
+    let file = cluster.data_dir().join("nodes.json");
+    let out = cluster.shell_exec(&format!("nodes -d -j -o {}", file.display()));
+    assert!(out.success && out.stdout.contains("output written to"), "{out:?}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(json["summary"]["alive_node_count"], "3");
+    assert_eq!(json["details"].as_array().unwrap().len(), 3);
+
+    let app = cluster.shell_exec("app orders -d");
+    assert_lines(
+        &app.stdout,
+        &[
+            "app_name          : orders",
+            "partition_count   : 4",
+            "fully_healthy_partition_count   : 4",
+        ],
+    );
+    assert_eq!(
+        app.stdout.lines().filter(|l| l.contains("3/3")).count(),
+        4,
+        "{}",
+        app.stdout
+    );
+
+    let info = cluster.shell_exec("cluster_info -j");
+    let json: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(
+        json["cluster_info"]["primary_meta_server"],
+        cluster.meta_addr.to_string()
+    );
+    assert_eq!(json["cluster_info"]["meta_function_level"], "fl_steady");
+
+    // Data commands, read from standard input as a script.
+    let script = r#"
+use orders
+set alice profile "hello world"
+get alice profile
+multi_set alice a 1 b 2 c 3
+multi_get alice a c
+multi_get alice
+incr alice counter 5
+incr alice counter -2
+multi_del alice a b
+scan alice
+ttl alice profile
+del alice c
+get alice c
+set bin \x00\xff "v\n"
+get bin \x00\xff
+count_data
+set alice temp gone 1
+"#;
+    let out = cluster.shell(&[], script);
+    assert!(out.success, "{out:?}");
+    let stdout = &out.stdout;
+    assert!(stdout.contains("\"hello world\""), "{stdout}");
+    assert!(
+        stdout.contains("\"alice\" : \"a\" => \"1\"\n\"alice\" : \"c\" => \"3\"\n\n2 key-value pairs got."),
+        "{stdout}"
+    );
+    assert_lines(
+        stdout,
+        &[
+            "5",
+            "3",
+            "OK, 2 sort keys deleted",
+            "Infinite",
+            "Not found",
+            "\"v\\n\"",
+            "row_count : 3",
+        ],
+    );
+    assert!(stdout.contains("\"alice\" : \"counter\" => \"3\""), "{stdout}");
+    assert!(
+        stdout.contains("partition_index : "),
+        "single-key commands show where the key lives"
+    );
+
+    // A TTL of one second expires.
+    wait_until("the 1 s TTL to expire", Duration::from_secs(10), || async {
+        let out = cluster.shell(&[], "use orders\nget alice temp\n");
+        if out.stdout.contains("Not found") {
+            Ok(())
+        } else {
+            Err(out.stdout)
+        }
+    })
+    .await;
+
+    // Errors name the problem and fail the run.
+    let out = cluster.shell(&[], "use nosuch\n");
+    assert!(
+        !out.success && out.stderr.contains("ERR_APP_NOT_EXIST: table 'nosuch' does not exist"),
+        "{out:?}"
+    );
+    let out = cluster.shell(&[], "get a b\n");
+    assert!(!out.success && out.stderr.contains("no table selected"), "{out:?}");
+    let big = "x".repeat(5 * 1024 * 1024);
+    let out = cluster.shell(&[], &format!("use orders\nset big v {big}\n"));
+    assert!(
+        !out.success && out.stderr.contains("ERR_VALUE_TOO_LARGE"),
+        "{}",
+        out.stderr
+    );
+    let out = cluster.shell(&[], "frobnicate\n");
+    assert!(!out.success && out.stderr.contains("frobnicate"), "{out:?}");
+
+    // Drop: gone from listings, and the data is unreachable.
+    let out = cluster.shell_exec("drop orders");
+    assert!(out.success, "{out:?}");
+    let ls = cluster.shell_exec("ls");
+    assert!(!ls.stdout.contains("orders"), "{}", ls.stdout);
+    let ls_all = cluster.shell_exec("ls -a");
+    assert!(ls_all.stdout.contains("DROPPED"), "{}", ls_all.stdout);
+    let out = cluster.shell(&[], "use orders\n");
+    assert!(!out.success && out.stderr.contains("ERR_APP_NOT_EXIST"), "{out:?}");
+    // Every replica server sets the dropped table's replicas aside.
+    wait_until(
+        "replicas of the dropped table set aside",
+        Duration::from_secs(20),
+        || async {
+            let mut set_aside = 0;
+            for i in 0..3 {
+                let dir = cluster.data_dir().join(format!("replica{i}/replica"));
+                set_aside += std::fs::read_dir(&dir)
+                    .map(|d| {
+                        d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".gar"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+            }
+            if set_aside == 12 {
+                Ok(())
+            } else {
+                Err(format!("{set_aside} of 12 replicas set aside"))
+            }
+        },
+    )
+    .await;
+}
