@@ -7,8 +7,10 @@
 
 mod cluster;
 mod process;
+mod replicas;
 mod wait;
 
 pub use cluster::{ProcessCluster, ProcessClusterOptions, ShellOutput};
 pub use process::{aerie_bin, free_port, AerieProcess};
+pub use replicas::{assert_replicas_identical, converged_checksums};
 pub use wait::wait_until;

@@ -3,10 +3,8 @@
 //! secondary holds exactly its primary's data; then every process dies by SIGKILL, everything
 //! restarts, and all 10,000 records are still there.
 
-use aerie_client::{Client, Table};
-use aerie_proto::meta::AppState;
-use aerie_proto::replica::{ReplicaChecksum, ReplicaChecksumResult};
-use aerie_tests::{wait_until, ProcessCluster, ProcessClusterOptions};
+use aerie_client::Table;
+use aerie_tests::{assert_replicas_identical, ProcessCluster, ProcessClusterOptions};
 use futures::{stream, StreamExt, TryStreamExt};
 use std::time::Duration;
 
@@ -59,45 +57,6 @@ async fn read_all(table: &Table) {
     );
 }
 
-/// Checksums of every replica of every partition, once all replicas of a partition applied the same decree.
-async fn converged_checksums(client: &Client, app: &AppState) -> Vec<Vec<ReplicaChecksumResult>> {
-    let mut all = Vec::new();
-    for partition in &app.partitions {
-        let members: Vec<_> = partition.members().collect();
-        assert_eq!(members.len(), 3, "partition {} is not fully replicated", partition.gpid);
-        let sums = wait_until(
-            &format!("replicas of {} to converge", partition.gpid),
-            Duration::from_secs(30),
-            || {
-                let members = members.clone();
-                let gpid = partition.gpid;
-                async move {
-                    let mut sums = Vec::new();
-                    for node in members {
-                        let sum = client
-                            .call_node(node, ReplicaChecksum { gpid })
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())?;
-                        sums.push(sum);
-                    }
-                    if sums.iter().all(|s| s.last_applied == sums[0].last_applied) {
-                        Ok(sums)
-                    } else {
-                        Err(format!(
-                            "applied decrees differ: {:?}",
-                            sums.iter().map(|s| s.last_applied).collect::<Vec<_>>()
-                        ))
-                    }
-                }
-            },
-        )
-        .await;
-        all.push(sums);
-    }
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_writes_survive_sigkill_of_every_process() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions::default());
@@ -115,23 +74,8 @@ async fn replicated_writes_survive_sigkill_of_every_process() {
     read_all(&table).await;
 
     let app = client.query_config("t10").await.unwrap();
-    let checksums = converged_checksums(&client, &app).await;
-    let mut primary_records = 0;
-    for (partition, sums) in app.partitions.iter().zip(&checksums) {
-        for sum in &sums[1..] {
-            assert_eq!(
-                sum, &sums[0],
-                "a secondary of {} differs from its primary",
-                partition.gpid
-            );
-        }
-        assert!(sums[0].last_applied > 0, "{} applied nothing", partition.gpid);
-        primary_records += sums[0].record_count;
-    }
-    assert_eq!(
-        primary_records, RECORDS as u64,
-        "the primaries hold every record exactly once"
-    );
+    let records = assert_replicas_identical(&client, &app).await;
+    assert_eq!(records, RECORDS as u64, "the primaries hold every record exactly once");
 
     cluster.kill_all();
     cluster.restart_all();

@@ -118,6 +118,9 @@ get alice c
 set bin \x00\xff "v\n"
 get bin \x00\xff
 count_data
+check_and_set alice -c lock -t not_exist -v owner1 -r
+check_and_set alice -c lock -t not_exist -v owner2 -r
+sortkey_count alice
 set alice temp gone 1
 "#;
     let out = cluster.shell(&[], script);
@@ -141,6 +144,15 @@ set alice temp gone 1
         ],
     );
     assert!(stdout.contains("\"alice\" : \"counter\" => \"3\""), "{stdout}");
+    assert_lines(
+        stdout,
+        &[
+            "Set succeed.",
+            "Set failed, because check not passed.",
+            "Check value: \"owner1\"",
+            "Check value not exist.",
+        ],
+    );
     assert!(
         stdout.contains("partition_index : "),
         "single-key commands show where the key lives"

@@ -93,11 +93,15 @@ pub enum CheckType {
     ValueMatchAnywhere(Vec<u8>),
     ValueMatchPrefix(Vec<u8>),
     ValueMatchPostfix(Vec<u8>),
-    ValueBytesEqual(Vec<u8>),
     ValueBytesLess(Vec<u8>),
+    ValueBytesLessOrEqual(Vec<u8>),
+    ValueBytesEqual(Vec<u8>),
+    ValueBytesGreaterOrEqual(Vec<u8>),
     ValueBytesGreater(Vec<u8>),
-    ValueIntEqual(i64),
     ValueIntLess(i64),
+    ValueIntLessOrEqual(i64),
+    ValueIntEqual(i64),
+    ValueIntGreaterOrEqual(i64),
     ValueIntGreater(i64),
 }
 

@@ -578,11 +578,15 @@ fn check(check: &CheckType, value: Option<&[u8]>) -> WireResult<bool> {
         CheckType::ValueMatchAnywhere(op) => Ok(exists && (op.is_empty() || v.windows(op.len()).any(|w| w == op))),
         CheckType::ValueMatchPrefix(op) => Ok(exists && v.starts_with(op)),
         CheckType::ValueMatchPostfix(op) => Ok(exists && v.ends_with(op)),
-        CheckType::ValueBytesEqual(op) => Ok(exists && v == op.as_slice()),
         CheckType::ValueBytesLess(op) => Ok(exists && v < op.as_slice()),
+        CheckType::ValueBytesLessOrEqual(op) => Ok(exists && v <= op.as_slice()),
+        CheckType::ValueBytesEqual(op) => Ok(exists && v == op.as_slice()),
+        CheckType::ValueBytesGreaterOrEqual(op) => Ok(exists && v >= op.as_slice()),
         CheckType::ValueBytesGreater(op) => Ok(exists && v > op.as_slice()),
-        CheckType::ValueIntEqual(op) => int(op, |a, b| a == b),
         CheckType::ValueIntLess(op) => int(op, |a, b| a < b),
+        CheckType::ValueIntLessOrEqual(op) => int(op, |a, b| a <= b),
+        CheckType::ValueIntEqual(op) => int(op, |a, b| a == b),
+        CheckType::ValueIntGreaterOrEqual(op) => int(op, |a, b| a >= b),
         CheckType::ValueIntGreater(op) => int(op, |a, b| a > b),
     }
 }

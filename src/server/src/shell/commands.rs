@@ -124,6 +124,35 @@ pub enum ShellCommand {
         #[arg(default_value_t = 1)]
         increment: i64,
     },
+    /// Set a value if a check on another (or the same) sort key passes.
+    #[command(name = "check_and_set")]
+    CheckAndSet {
+        hash_key: String,
+        /// The sort key whose value is checked.
+        #[arg(short = 'c', long = "check_sort_key", default_value = "")]
+        check_sort_key: String,
+        /// not_exist, not_exist_or_empty, exist, not_empty, match_anywhere, match_prefix,
+        /// match_postfix, bytes_less, bytes_less_or_equal, bytes_equal, bytes_greater_or_equal,
+        /// bytes_greater, int_less, int_less_or_equal, int_equal, int_greater_or_equal, int_greater.
+        #[arg(short = 't', long = "check_type")]
+        check_type: String,
+        /// The operand of comparing checks.
+        #[arg(short = 'o', long = "check_operand", default_value = "")]
+        check_operand: String,
+        /// The sort key to set (default: the checked one).
+        #[arg(short = 's', long = "set_sort_key")]
+        set_sort_key: Option<String>,
+        #[arg(short = 'v', long = "set_value")]
+        set_value: String,
+        #[arg(short = 'l', long = "set_value_ttl_seconds", default_value_t = 0)]
+        ttl_seconds: u32,
+        /// Print the checked value.
+        #[arg(short = 'r', long = "return_check_value")]
+        return_check_value: bool,
+    },
+    /// Count the sort keys of a hash key.
+    #[command(name = "sortkey_count")]
+    SortkeyCount { hash_key: String },
     /// Show every record of a hash key.
     Scan {
         hash_key: String,
@@ -161,6 +190,7 @@ pub enum ShellCommand {
 /// Names for completion.
 pub const COMMAND_NAMES: &[&str] = &[
     "app",
+    "check_and_set",
     "cluster_info",
     "count_data",
     "create",
@@ -179,6 +209,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "quit",
     "scan",
     "set",
+    "sortkey_count",
     "ttl",
     "use",
 ];

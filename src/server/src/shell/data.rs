@@ -6,7 +6,7 @@ use super::escape::{escape, unescape};
 use super::report::Report;
 use super::Shell;
 use aerie_client::Table;
-use aerie_proto::data::{Record, SortKeyRange, TtlUpdate};
+use aerie_proto::data::{CheckAndSet, CheckType, Record, SortKeyRange, TtlUpdate};
 
 const SCAN_BATCH: u32 = 1000;
 
@@ -21,6 +21,49 @@ fn record_line(record: &Record, no_value: bool) -> String {
             escape(&record.value)
         )
     }
+}
+
+/// The arguments of `check_and_set`, as typed.
+pub struct CasArgs<'a> {
+    pub hash_key: &'a str,
+    pub check_sort_key: &'a str,
+    pub check_type: &'a str,
+    pub check_operand: &'a str,
+    pub set_sort_key: Option<&'a str>,
+    pub set_value: &'a str,
+    pub ttl_seconds: u32,
+    pub return_check_value: bool,
+}
+
+/// Pegasus's check type names.
+fn parse_check(check_type: &str, operand: &str) -> Result<CheckType, String> {
+    let bytes = || unescape(operand);
+    let int = || {
+        operand
+            .parse::<i64>()
+            .map_err(|_| format!("check type {check_type} needs an integer operand, not '{operand}'"))
+    };
+    Ok(match check_type {
+        "no_check" => CheckType::NoCheck,
+        "not_exist" => CheckType::ValueNotExist,
+        "not_exist_or_empty" => CheckType::ValueNotExistOrEmpty,
+        "exist" => CheckType::ValueExist,
+        "not_empty" => CheckType::ValueNotEmpty,
+        "match_anywhere" => CheckType::ValueMatchAnywhere(bytes()?),
+        "match_prefix" => CheckType::ValueMatchPrefix(bytes()?),
+        "match_postfix" => CheckType::ValueMatchPostfix(bytes()?),
+        "bytes_less" => CheckType::ValueBytesLess(bytes()?),
+        "bytes_less_or_equal" => CheckType::ValueBytesLessOrEqual(bytes()?),
+        "bytes_equal" => CheckType::ValueBytesEqual(bytes()?),
+        "bytes_greater_or_equal" => CheckType::ValueBytesGreaterOrEqual(bytes()?),
+        "bytes_greater" => CheckType::ValueBytesGreater(bytes()?),
+        "int_less" => CheckType::ValueIntLess(int()?),
+        "int_less_or_equal" => CheckType::ValueIntLessOrEqual(int()?),
+        "int_equal" => CheckType::ValueIntEqual(int()?),
+        "int_greater_or_equal" => CheckType::ValueIntGreaterOrEqual(int()?),
+        "int_greater" => CheckType::ValueIntGreater(int()?),
+        other => return Err(format!("unknown check type '{other}'; see 'help check_and_set'")),
+    })
 }
 
 impl Shell {
@@ -127,6 +170,45 @@ impl Shell {
         let (hk, sk) = (unescape(hk)?, unescape(sk)?);
         let value = self.block(table.incr(&hk, &sk, increment, TtlUpdate::Keep))?;
         Ok(format!("{value}\n{}", Self::routing_note(&table, &hk, &sk)))
+    }
+
+    pub(super) fn check_and_set(&mut self, args: CasArgs<'_>) -> Result<String, String> {
+        let table = self.table()?;
+        let hash_key = unescape(args.hash_key)?;
+        let check_sort_key = unescape(args.check_sort_key)?;
+        let cas = CheckAndSet {
+            check: parse_check(args.check_type, args.check_operand)?,
+            set_sort_key: match args.set_sort_key {
+                Some(key) => unescape(key)?,
+                None => check_sort_key.clone(),
+            },
+            set_value: unescape(args.set_value)?,
+            set_ttl_secs: args.ttl_seconds,
+            return_check_value: args.return_check_value,
+            hash_key: hash_key.clone(),
+            check_sort_key,
+        };
+        let (set, check_value) = self.block(table.check_and_set(cas))?;
+        let mut text = if set {
+            "Set succeed.\n"
+        } else {
+            "Set failed, because check not passed.\n"
+        }
+        .to_string();
+        if args.return_check_value {
+            match check_value {
+                Some(value) => text.push_str(&format!("Check value: \"{}\"\n", escape(&value))),
+                None => text.push_str("Check value not exist.\n"),
+            }
+        }
+        Ok(text + &Self::routing_note(&table, &hash_key, b""))
+    }
+
+    pub(super) fn sortkey_count(&mut self, hk: &str) -> Result<String, String> {
+        let table = self.table()?;
+        let hk = unescape(hk)?;
+        let count = self.block(table.sortkey_count(&hk))?;
+        Ok(format!("{count}\n{}", Self::routing_note(&table, &hk, b"")))
     }
 
     pub(super) fn ttl(&mut self, hk: &str, sk: &str) -> Result<String, String> {

@@ -1,0 +1,71 @@
+//! Comparing the replicas of a partition: each replica reports a checksum of its data at its applied
+//! decree; once every replica applied the same decree, their checksums must be equal.
+
+use crate::wait::wait_until;
+use aerie_client::Client;
+use aerie_proto::meta::AppState;
+use aerie_proto::replica::{ReplicaChecksum, ReplicaChecksumResult};
+use std::time::Duration;
+
+/// Checksums of every replica of every partition, taken once all replicas of a partition report the
+/// same applied decree (waiting at most `timeout` per partition).
+pub async fn converged_checksums(
+    client: &Client,
+    app: &AppState,
+    timeout: Duration,
+) -> Vec<Vec<ReplicaChecksumResult>> {
+    let mut all = Vec::new();
+    for partition in &app.partitions {
+        let members: Vec<_> = partition.members().collect();
+        let gpid = partition.gpid;
+        let sums = wait_until(&format!("replicas of {gpid} to apply the same decree"), timeout, || {
+            let members = members.clone();
+            async move {
+                let mut sums = Vec::new();
+                for node in members {
+                    let sum = client
+                        .call_node(node, ReplicaChecksum { gpid })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    sums.push(sum);
+                }
+                if sums.iter().all(|s| s.last_applied == sums[0].last_applied) {
+                    Ok(sums)
+                } else {
+                    Err(format!(
+                        "applied decrees {:?}",
+                        sums.iter().map(|s| s.last_applied).collect::<Vec<_>>()
+                    ))
+                }
+            }
+        })
+        .await;
+        all.push(sums);
+    }
+    all
+}
+
+/// Asserts every replica of every partition holds exactly the same data; returns the primaries'
+/// total record count.
+pub async fn assert_replicas_identical(client: &Client, app: &AppState) -> u64 {
+    let checksums = converged_checksums(client, app, Duration::from_secs(30)).await;
+    let mut records = 0;
+    for (partition, sums) in app.partitions.iter().zip(&checksums) {
+        assert_eq!(
+            sums.len(),
+            partition.max_replica_count as usize,
+            "{} is not fully replicated",
+            partition.gpid
+        );
+        for sum in &sums[1..] {
+            assert_eq!(
+                sum, &sums[0],
+                "a secondary of {} differs from its primary",
+                partition.gpid
+            );
+        }
+        records += sums[0].record_count;
+    }
+    records
+}
