@@ -6,7 +6,7 @@ use aerie_client::Table;
 use aerie_tests::{assert_replicas_identical, wait_until, ProcessCluster, ProcessClusterOptions};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const WRITERS: u64 = 8;
@@ -79,11 +79,10 @@ async fn acknowledged_writes_survive_a_replica_server_crash() {
     })
     .await;
     stop.store(true, Ordering::Relaxed);
-    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let mut acked = BTreeSet::new();
     for handle in writers {
-        acked.lock().unwrap().extend(handle.await.unwrap());
+        acked.extend(handle.await.unwrap());
     }
-    let acked = acked.lock().unwrap().clone();
     assert!(acked.len() as u64 > before, "writes went on after the restart");
 
     let reader = cluster.client(Duration::from_secs(20));
