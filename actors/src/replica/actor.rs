@@ -18,7 +18,7 @@ use aerie_proto::replica::{
 };
 use aerie_rpc::{Inbound, Network};
 use aerie_storage::{Engine, EngineOptions, LogOptions};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ pub struct Replica {
     pub(super) write_waiters: HashMap<Decree, WriteWaiter>,
     pub(super) ack_waiters: HashMap<Decree, Vec<AckWaiter>>,
     pub(super) group_check_scheduled: bool,
+    /// Secondaries with a round of prepare resends scheduled.
+    pub(super) retry_scheduled: HashSet<NodeAddr>,
     /// Set when storage failed: the replica refuses everything until it is reopened.
     pub(super) broken: Option<String>,
     log_gc_running: bool,
@@ -109,6 +111,7 @@ impl Replica {
             write_waiters: HashMap::new(),
             ack_waiters: HashMap::new(),
             group_check_scheduled: false,
+            retry_scheduled: HashSet::new(),
             broken: None,
             log_gc_running: false,
         }

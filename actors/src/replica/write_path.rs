@@ -111,17 +111,30 @@ impl Replica {
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
-        warn!(gpid = %self.gpid, decree, ballot, secondary = %from, %failure, "prepare failed; will retry");
-        ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
-            let pending = act
-                .list
-                .get(decree)
-                .filter(|e| e.mutation.ballot == ballot && e.awaiting.contains(&from))
-                .map(|e| e.mutation.clone());
-            if let (Some(mutation), ReplicaStatus::Primary) = (pending, act.status) {
-                act.send_prepare(from, mutation, ctx);
-            }
-        });
+        // One retry round per secondary, however many prepares to it failed.
+        if self.retry_scheduled.insert(from) {
+            warn!(gpid = %self.gpid, decree, ballot, secondary = %from, %failure, "prepare failed; resending what the secondary lacks shortly");
+            ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
+                act.retry_scheduled.remove(&from);
+                act.resend_prepares(from, ballot, ctx);
+            });
+        }
+    }
+
+    /// Primary: sends `to` again every uncommitted mutation it has not acknowledged.
+    fn resend_prepares(&mut self, to: NodeAddr, ballot: Ballot, ctx: &mut Context<Self>) {
+        if self.status != ReplicaStatus::Primary || self.ballot != ballot {
+            return;
+        }
+        let owed: Vec<Arc<Mutation>> = self
+            .list
+            .uncommitted()
+            .filter(|e| e.mutation.ballot == ballot && e.awaiting.contains(&to))
+            .map(|e| e.mutation.clone())
+            .collect();
+        for mutation in owed {
+            self.send_prepare(to, mutation, ctx);
+        }
     }
 
     pub(super) fn kick_log(&mut self, ctx: &mut Context<Self>) {
