@@ -80,6 +80,9 @@ impl Message for Shutdown {
     type Result = ();
 }
 
+/// How soon a failed config sync is tried again.
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+
 fn mailbox_error(e: MailboxError) -> WireError {
     WireError::new(ErrorCode::ERR_INVALID_STATE, format!("replica actor unavailable: {e}"))
 }
@@ -271,16 +274,16 @@ impl ReplicaStub {
                 .collect();
             network.call(meta, ConfigSync { node: me, replicas }, timeout).await
         };
-        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
-            Ok(Ok(response)) => act.apply_sync(response, ctx),
-            Ok(Err(e)) => {
-                act.syncing = false;
-                warn!(%meta, error = %e, "config sync refused");
-            }
-            Err(e) => {
-                act.syncing = false;
-                warn!(%meta, error = %e, "config sync failed");
-            }
+        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
+            let error = match answer {
+                Ok(Ok(response)) => return act.apply_sync(response, ctx),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            act.syncing = false;
+            // Replicas wait inactive for the meta's view: try again soon, not a whole interval later.
+            warn!(%meta, %error, "config sync failed; retrying in {SYNC_RETRY:?}");
+            ctx.run_later(SYNC_RETRY, |act, ctx| act.sync_config(ctx));
         }));
     }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -79,33 +80,45 @@ impl Client {
     }
 
     /// Sends a request to the meta servers: the last one that answered first, then the others.
+    /// While none can be reached, or the one reached is still loading its state, it tries again with
+    /// backoff until `meta_timeout`. After an ambiguous failure (a timeout, a connection lost
+    /// mid-call) it does not retry: the request may have taken effect.
     pub async fn meta<M, T>(&self, req: M) -> WireResult<T>
     where
         M: Rpc<Response = WireResult<T>> + Clone,
     {
         let metas = &self.inner.metas;
-        let first = self.inner.leader.load(Ordering::Relaxed);
-        let mut last_error = None;
-        for i in 0..metas.len() {
-            let index = (first + i) % metas.len();
-            match self
-                .inner
-                .network
-                .call(metas[index], req.clone(), self.inner.options.meta_timeout)
-                .await
-            {
-                Ok(answer) => {
-                    self.inner.leader.store(index, Ordering::Relaxed);
-                    return answer;
+        let timeout = self.inner.options.meta_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let first = self.inner.leader.load(Ordering::Relaxed);
+            let mut last_error = None;
+            for i in 0..metas.len() {
+                let index = (first + i) % metas.len();
+                let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                match self.inner.network.call(metas[index], req.clone(), remaining).await {
+                    Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_STATE => last_error = Some(e),
+                    Ok(answer) => {
+                        self.inner.leader.store(index, Ordering::Relaxed);
+                        return answer;
+                    }
+                    Err(e @ (RpcError::Connect { .. } | RpcError::Blocked { .. })) => {
+                        last_error = Some(WireError::new(
+                            e.code(),
+                            format!("no meta server answered ({}): {e}", join(metas)),
+                        ))
+                    }
+                    Err(e) => return Err(WireError::new(e.code(), format!("meta server {}: {e}", metas[index]))),
                 }
-                Err(e) => last_error = Some(e),
             }
+            let error = last_error.expect("at least one meta server");
+            if Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
-        let e = last_error.expect("at least one meta server");
-        Err(WireError::new(
-            e.code(),
-            format!("no meta server answered ({}): {e}", join(metas)),
-        ))
     }
 
     /// Calls one node directly (for inspection and tools).
