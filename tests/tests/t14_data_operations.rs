@@ -136,4 +136,21 @@ async fn every_operation_end_to_end() {
     let app = client.query_config("ops").await.unwrap();
     let records = assert_replicas_identical(&client, &app).await;
     assert_eq!(records, 51, "many: 48, counter: 2, lock: 1 (h/short expired)");
+
+    // Another operator drops the table and creates a new one under the same name: the old handle
+    // says so, and opening the table again reaches the new one.
+    let other = cluster.client(Duration::from_secs(20));
+    other.drop_table("ops").await.unwrap();
+    other.create_table("ops", 4, 3).await.unwrap();
+    let err = table.get(b"h", b"x").await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_APP_NOT_EXIST, "{err}");
+    assert!(err.detail.contains("created again"), "{err}");
+    let reopened = client.table("ops").await.unwrap();
+    assert_eq!(reopened.partition_count(), 4);
+    assert_eq!(
+        reopened.get(b"counter", b"n").await.unwrap(),
+        None,
+        "the new table starts empty"
+    );
+    reopened.set(b"fresh", b"s", b"v", 0).await.unwrap();
 }

@@ -96,7 +96,9 @@ impl Client {
             let mut last_error = None;
             for i in 0..metas.len() {
                 let index = (first + i) % metas.len();
-                let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let remaining = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 match self.inner.network.call(metas[index], req.clone(), remaining).await {
                     Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_STATE => last_error = Some(e),
                     Ok(answer) => {
@@ -140,7 +142,7 @@ impl Client {
     }
 
     pub async fn drop_table(&self, name: &str) -> WireResult<()> {
-        self.inner.tables.lock().expect("table cache").remove(name);
+        self.forget_table(name);
         self.meta(DropApp {
             app_name: name.to_string(),
         })
@@ -164,6 +166,11 @@ impl Client {
 
     pub async fn cluster_info(&self) -> WireResult<ClusterInfo> {
         self.meta(QueryClusterInfo {}).await
+    }
+
+    /// Drops a cached table handle, so that the next `table` call loads the table anew.
+    pub(crate) fn forget_table(&self, name: &str) {
+        self.inner.tables.lock().expect("table cache").remove(name);
     }
 
     /// A handle on a table, with its routing loaded (cached per client).

@@ -98,6 +98,7 @@ impl Table {
         }
         let fresh = self.client.query_config(&seen.info.app_name).await?;
         if fresh.info.app_id != seen.info.app_id {
+            self.client.forget_table(&seen.info.app_name);
             return Err(WireError::new(
                 ErrorCode::ERR_APP_NOT_EXIST,
                 format!(
