@@ -1,0 +1,193 @@
+//! `ServerState` against a meta store that fails on demand: a change is applied only after the store
+//! accepted it, a failed write changes nothing, and after a write whose outcome is unknown the meta
+//! reloads from the store and shows exactly what the store holds.
+
+use actix::{Addr, Supervisor};
+use aerie_actors::meta::{MetaParams, ServerState, StoreLayout};
+use aerie_common::{ErrorCode, NodeAddr, SystemClock};
+use aerie_config::MetaLevel;
+use aerie_metastore::{MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
+use aerie_proto::meta::{Beacon, CreateApp, DropApp, ListApps};
+use aerie_rpc::{Inbound, Network, NetworkOptions};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Healthy,
+    /// The write is refused; nothing is stored.
+    Refuse,
+    /// The write is stored, but the caller is told the outcome is unknown.
+    AmbiguousStored,
+    /// Nothing is stored, and the caller is told the outcome is unknown.
+    AmbiguousLost,
+}
+
+struct FlakyStore {
+    inner: MemoryStore,
+    mode: Mutex<Mode>,
+}
+
+impl FlakyStore {
+    fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+#[async_trait]
+impl MetaStore for FlakyStore {
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+    async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, MetaStoreError> {
+        self.inner.get(path).await
+    }
+    async fn children(&self, path: &str) -> Result<Vec<String>, MetaStoreError> {
+        self.inner.children(path).await
+    }
+    async fn transaction(&self, ops: Vec<StoreOp>) -> Result<(), MetaStoreError> {
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Healthy => self.inner.transaction(ops).await,
+            Mode::Refuse => Err(MetaStoreError::Unavailable("disk full".into())),
+            Mode::AmbiguousStored => {
+                self.inner.transaction(ops).await?;
+                Err(MetaStoreError::Ambiguous("session lost after the write".into()))
+            }
+            Mode::AmbiguousLost => Err(MetaStoreError::Ambiguous("session lost before the write".into())),
+        }
+    }
+}
+
+const ROOT: &str = "/aerie/test";
+
+fn node(i: u16) -> NodeAddr {
+    format!("127.0.0.1:{}", 40000 + i).parse().unwrap()
+}
+
+async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
+    let network = Network::new(NetworkOptions::default()).unwrap();
+    for i in 0..3 {
+        // The replica servers do not exist: configuration pushes fail at once.
+        network.faults().block(node(i));
+    }
+    let loaded = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
+    let params = MetaParams {
+        me: "127.0.0.1:34601".parse().unwrap(),
+        meta_servers: vec!["127.0.0.1:34601".parse().unwrap()],
+        store,
+        cluster_root: ROOT.into(),
+        cluster_name: "test".into(),
+        zookeeper_hosts: String::new(),
+        network: network.clone(),
+        clock: Arc::new(SystemClock::default()),
+        level: MetaLevel::Steady,
+        fd_grace: Duration::from_secs(10),
+        fd_check_interval: Duration::from_secs(1),
+        rpc_timeout: Duration::from_secs(1),
+        create_wait_ready: Duration::from_millis(200),
+        max_partition_count: 64,
+        ready: Default::default(),
+    };
+    let addr = Supervisor::start(move |_| ServerState::new(params, Some(loaded)));
+    for i in 0..3 {
+        addr.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
+    }
+    (addr, network)
+}
+
+fn create(name: &str) -> Inbound<CreateApp> {
+    Inbound(CreateApp {
+        app_name: name.into(),
+        partition_count: 4,
+        replica_count: 3,
+        envs: Default::default(),
+    })
+}
+
+async fn table_names(addr: &Addr<ServerState>) -> Vec<String> {
+    // Right after a restart the meta may still be loading; it says so with ERR_INVALID_STATE.
+    for _ in 0..100 {
+        match addr.send(Inbound(ListApps { include_dropped: false })).await.unwrap() {
+            Ok(apps) => return apps.into_iter().map(|a| a.info.app_name).collect(),
+            Err(e) if e.code == ErrorCode::ERR_INVALID_STATE => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the meta never finished loading");
+}
+
+fn flaky() -> Arc<FlakyStore> {
+    Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        mode: Mutex::new(Mode::Healthy),
+    })
+}
+
+#[actix_rt::test]
+async fn a_created_table_is_in_the_store_before_it_is_served() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+    let created = addr.send(create("t")).await.unwrap().unwrap();
+    assert_eq!(created.app.app_id, 1);
+    assert_eq!(created.ready_partitions, 0, "no replica server confirmed");
+    assert_eq!(table_names(&addr).await, vec!["t"]);
+    let stored = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
+    assert_eq!(stored.apps[&1].partitions.len(), 4);
+    assert_eq!(stored.next_app_id, 2);
+}
+
+#[actix_rt::test]
+async fn a_refused_write_changes_nothing() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+    store.set_mode(Mode::Refuse);
+    let err = addr.send(create("t")).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_META_STORE);
+    assert!(err.detail.contains("disk full"), "{err}");
+    assert!(table_names(&addr).await.is_empty());
+
+    store.set_mode(Mode::Healthy);
+    let created = addr.send(create("t")).await.unwrap().unwrap();
+    assert_eq!(created.app.app_id, 1, "the refused attempt used no table id");
+
+    store.set_mode(Mode::Refuse);
+    let err = addr
+        .send(Inbound(DropApp { app_name: "t".into() }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_META_STORE);
+    assert_eq!(table_names(&addr).await, vec!["t"], "a refused drop leaves the table");
+}
+
+#[actix_rt::test]
+async fn after_an_ambiguous_write_the_meta_shows_what_the_store_holds() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+
+    store.set_mode(Mode::AmbiguousStored);
+    let err = addr.send(create("stored")).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_META_STORE);
+    assert!(err.detail.contains("may or may not"), "{err}");
+    store.set_mode(Mode::Healthy);
+    assert_eq!(
+        table_names(&addr).await,
+        vec!["stored"],
+        "reloaded: the write had happened"
+    );
+
+    store.set_mode(Mode::AmbiguousLost);
+    addr.send(create("lost")).await.unwrap().unwrap_err();
+    store.set_mode(Mode::Healthy);
+    assert_eq!(
+        table_names(&addr).await,
+        vec!["stored"],
+        "reloaded: the write had not happened"
+    );
+
+    // The reloaded meta goes on normally, with ids that never collide.
+    let created = addr.send(create("next")).await.unwrap().unwrap();
+    assert_eq!(created.app.app_id, 2);
+}
