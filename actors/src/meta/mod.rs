@@ -1,6 +1,7 @@
 //! The meta server: `ServerState` owns the cluster map and persists every change before applying it;
 //! placement decides where a new table's replicas go.
 
+pub mod guardian;
 pub mod persist;
 pub mod placement;
 mod server_state;
