@@ -2,12 +2,13 @@
 //! accepted it, a failed write changes nothing, and after a write whose outcome is unknown the meta
 //! reloads from the store and shows exactly what the store holds.
 
-use actix::{Addr, Supervisor};
-use aerie_actors::meta::{MetaParams, ServerState, StoreLayout};
+use actix::Addr;
+use aerie_actors::meta::guardian::CureKnobs;
+use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
 use aerie_config::MetaLevel;
 use aerie_metastore::{MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
-use aerie_proto::meta::{Beacon, CreateApp, DropApp, ListApps};
+use aerie_proto::meta::{Beacon, CreateApp, DropApp, ListApps, ListNodes, NodeStatus};
 use aerie_rpc::{Inbound, Network, NetworkOptions};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -88,11 +89,27 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
         rpc_timeout: Duration::from_secs(1),
         create_wait_ready: Duration::from_millis(200),
         max_partition_count: 64,
+        cure_interval: Duration::from_secs(60),
+        knobs: CureKnobs {
+            assign_delay_ms: 300_000,
+            black_list: Default::default(),
+            flow_control: true,
+            max_adds_per_node: 10,
+        },
         ready: Default::default(),
     };
-    let addr = Supervisor::start(move |_| ServerState::new(params, Some(loaded)));
+    let addr = ServerState::start(params, Some(loaded));
+    let detector = addr.send(GetFailureDetector).await.unwrap();
     for i in 0..3 {
-        addr.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
+        detector.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
+    }
+    // The detector tells the state about live nodes asynchronously: wait until it knows all three.
+    for _ in 0..100 {
+        let nodes = addr.send(Inbound(ListNodes {})).await.unwrap().unwrap();
+        if nodes.iter().filter(|n| n.status == NodeStatus::Alive).count() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     (addr, network)
 }

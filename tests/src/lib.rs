@@ -12,5 +12,5 @@ mod wait;
 
 pub use cluster::{ProcessCluster, ProcessClusterOptions, ShellOutput};
 pub use process::{aerie_bin, free_port, AerieProcess};
-pub use replicas::{assert_replicas_identical, converged_checksums};
+pub use replicas::{assert_replicas_identical, converged_checksums, wait_fully_healthy};
 pub use wait::wait_until;

@@ -46,18 +46,12 @@ pub async fn converged_checksums(
     all
 }
 
-/// Asserts every replica of every partition holds exactly the same data; returns the primaries'
+/// Asserts every member of every partition holds exactly the same data; returns the primaries'
 /// total record count.
 pub async fn assert_replicas_identical(client: &Client, app: &AppState) -> u64 {
     let checksums = converged_checksums(client, app, Duration::from_secs(30)).await;
     let mut records = 0;
     for (partition, sums) in app.partitions.iter().zip(&checksums) {
-        assert_eq!(
-            sums.len(),
-            partition.max_replica_count as usize,
-            "{} is not fully replicated",
-            partition.gpid
-        );
         for sum in &sums[1..] {
             assert_eq!(
                 sum, &sums[0],
@@ -68,4 +62,23 @@ pub async fn assert_replicas_identical(client: &Client, app: &AppState) -> u64 {
         records += sums[0].record_count;
     }
     records
+}
+
+/// Waits until every partition of `table` has a primary and all its secondaries.
+pub async fn wait_fully_healthy(client: &Client, table: &str, timeout: Duration) -> AppState {
+    wait_until(&format!("table {table} to be fully healthy"), timeout, || async {
+        let app = client.query_config(table).await.map_err(|e| e.to_string())?;
+        let unhealthy: Vec<String> = app
+            .partitions
+            .iter()
+            .filter(|p| p.health() != aerie_proto::meta::PartitionHealth::FullyHealthy)
+            .map(|p| format!("{} ({}/{})", p.gpid, p.replica_count(), p.max_replica_count))
+            .collect();
+        if unhealthy.is_empty() {
+            Ok(app)
+        } else {
+            Err(format!("unhealthy: {}", unhealthy.join(", ")))
+        }
+    })
+    .await
 }

@@ -74,6 +74,10 @@ async fn replicated_writes_survive_sigkill_of_every_process() {
     read_all(&table).await;
 
     let app = client.query_config("t10").await.unwrap();
+    assert!(
+        app.partitions.iter().all(|p| p.replica_count() == 3),
+        "every partition has three replicas"
+    );
     let records = assert_replicas_identical(&client, &app).await;
     assert_eq!(records, RECORDS as u64, "the primaries hold every record exactly once");
 

@@ -1,10 +1,12 @@
 //! The meta server: `ServerState` owns the cluster map and persists every change before applying it;
 //! placement decides where a new table's replicas go.
 
+pub mod failure_detector;
 pub mod guardian;
 pub mod persist;
 pub mod placement;
 mod server_state;
 
+pub use failure_detector::FailureDetector;
 pub use persist::{LoadError, LoadedState, StoreLayout};
-pub use server_state::{MetaParams, ServerState};
+pub use server_state::{GetFailureDetector, MetaParams, ServerState};

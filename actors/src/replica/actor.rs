@@ -40,6 +40,9 @@ pub struct ReplicaOptions {
     pub log_gc_interval: Duration,
     pub log_options: LogOptions,
     pub engine_options: EngineOptions,
+    /// The meta servers, for configuration requests.
+    pub meta: super::MetaLocator,
+    pub rpc_timeout: Duration,
 }
 
 /// A secondary's pending answer to a prepare: sent once the mutation at that ballot is logged.
@@ -77,6 +80,8 @@ pub struct Replica {
     pub(super) group_check_scheduled: bool,
     /// Secondaries with a round of prepare resends scheduled.
     pub(super) retry_scheduled: HashSet<NodeAddr>,
+    /// A configuration request to the meta is under way (at most one at a time).
+    pub(super) meta_request_in_flight: bool,
     /// Set when storage failed: the replica refuses everything until it is reopened.
     pub(super) broken: Option<String>,
     log_gc_running: bool,
@@ -112,6 +117,7 @@ impl Replica {
             ack_waiters: HashMap::new(),
             group_check_scheduled: false,
             retry_scheduled: HashSet::new(),
+            meta_request_in_flight: false,
             broken: None,
             log_gc_running: false,
         }
@@ -204,7 +210,12 @@ impl Replica {
         }
     }
 
-    fn apply_config(&mut self, app: AppInfo, config: PartitionConfig, ctx: &mut Context<Self>) -> WireResult<()> {
+    pub(super) fn apply_config(
+        &mut self,
+        app: AppInfo,
+        config: PartitionConfig,
+        ctx: &mut Context<Self>,
+    ) -> WireResult<()> {
         if config.gpid != self.gpid {
             return Err(WireError::new(
                 ErrorCode::ERR_INVALID_PARAMETERS,

@@ -28,3 +28,10 @@ pub struct Close;
 impl Message for Close {
     type Result = ();
 }
+
+/// The replica server's lease ran out: stop serving now.
+pub struct LeaseExpired;
+
+impl Message for LeaseExpired {
+    type Result = ();
+}

@@ -3,12 +3,15 @@
 
 mod actor;
 pub mod messages;
+mod meta_locator;
 mod pipelines;
 pub mod prepare_list;
+mod reconfigure;
 pub mod storage;
 mod stub;
 pub mod validate;
 mod write_path;
 
 pub use actor::{Replica, ReplicaOptions};
+pub use meta_locator::MetaLocator;
 pub use stub::{ReplicaStub, ReplicaStubParams, Shutdown};

@@ -1,19 +1,25 @@
-//! `ReplicaStub`: one per replica server. It opens the node's replicas at start-up, beacons the meta,
-//! pulls its configuration (`ConfigSync`) and applies what the meta pushes (`ConfigUpdate`): creating,
-//! reconfiguring and setting aside replicas. Client and replication requests bypass the stub: the
-//! `Router` hands them straight to the partition's `Replica` actor.
+//! `ReplicaStub`: one per replica server. It opens the node's replicas at start-up, beacons the meta
+//! to hold its lease, pulls its configuration (`ConfigSync`) and applies what the meta pushes
+//! (`ConfigUpdate`): creating, reconfiguring and setting aside replicas. Client and replication
+//! requests bypass the stub: the `Router` hands them straight to the partition's `Replica` actor.
+//!
+//! The lease (see `crate::lease`): while beacons are acknowledged the server may serve; when the
+//! lease runs out every replica goes inactive at once, before the meta's grace period ends and it
+//! hands the partitions to others. When the lease is granted again the stub syncs with the meta,
+//! which says what to serve.
 //!
 //! Changes to the set of replicas run with the stub's mailbox held (`AtomicResponse`, `ctx.wait`), so
 //! two configuration messages can never race to create the same replica.
 
 use super::actor::{Replica, ReplicaOptions};
-use super::messages::{Close, GetInfo, UpdateConfig};
+use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::storage::{
     create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
 };
+use crate::lease::Lease;
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
-use aerie_common::{AppId, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
+use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::{AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport};
 use aerie_proto::replica::{
     ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
@@ -28,13 +34,13 @@ use tracing::{error, info, warn};
 
 pub struct ReplicaStubParams {
     pub me: NodeAddr,
-    pub metas: Vec<NodeAddr>,
     pub data_dirs: Vec<PathBuf>,
     pub network: Network,
     pub options: Arc<ReplicaOptions>,
     /// Threads that run `Replica` actors, shared by every replica server of the process.
     pub arbiters: Vec<ArbiterHandle>,
     pub beacon_interval: Duration,
+    pub lease: Duration,
     pub config_sync_interval: Duration,
     pub rpc_timeout: Duration,
     pub clock: Arc<dyn Clock>,
@@ -42,19 +48,53 @@ pub struct ReplicaStubParams {
     pub last_beacon_ack_ms: Arc<AtomicU64>,
 }
 
-/// Partition → replica actor, read by the RPC handlers without going through the stub.
-#[derive(Clone, Default)]
-pub struct Router(Arc<RwLock<HashMap<Gpid, Addr<Replica>>>>);
+/// Partition → replica actor, read by the RPC handlers without going through the stub. Until the
+/// server has opened the replicas it found on disk, a request for an unknown partition waits for
+/// that (within its deadline) instead of being told "not here": a restarting server is not a
+/// server without the replica.
+#[derive(Clone)]
+pub struct Router {
+    replicas: Arc<RwLock<HashMap<Gpid, Addr<Replica>>>>,
+    opened: tokio::sync::watch::Receiver<bool>,
+    mark_opened: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        let (mark_opened, opened) = tokio::sync::watch::channel(false);
+        Router {
+            replicas: Arc::default(),
+            opened,
+            mark_opened: Arc::new(mark_opened),
+        }
+    }
+}
 
 impl Router {
     pub fn get(&self, gpid: Gpid) -> Option<Addr<Replica>> {
-        self.0.read().expect("router").get(&gpid).cloned()
+        self.replicas.read().expect("router").get(&gpid).cloned()
     }
+
+    /// The replica of `gpid`, waiting first for the start-up opening if it is still going on.
+    async fn find(&self, gpid: Gpid) -> Option<Addr<Replica>> {
+        if let Some(addr) = self.get(gpid) {
+            return Some(addr);
+        }
+        let mut opened = self.opened.clone();
+        let _ = opened.wait_for(|done| *done).await;
+        self.get(gpid)
+    }
+
     fn insert(&self, gpid: Gpid, addr: Addr<Replica>) {
-        self.0.write().expect("router").insert(gpid, addr);
+        self.replicas.write().expect("router").insert(gpid, addr);
     }
+
     fn remove(&self, gpid: Gpid) {
-        self.0.write().expect("router").remove(&gpid);
+        self.replicas.write().expect("router").remove(&gpid);
+    }
+
+    fn mark_opened(&self) {
+        let _ = self.mark_opened.send(true);
     }
 }
 
@@ -69,7 +109,9 @@ pub struct ReplicaStub {
     router: Router,
     replicas: HashMap<Gpid, LocalReplica>,
     next_arbiter: usize,
-    meta_index: usize,
+    lease: Lease,
+    /// Whether the lease held at the last check: replicas serve only while it does.
+    lease_held: bool,
     syncing: bool,
 }
 
@@ -89,12 +131,14 @@ fn mailbox_error(e: MailboxError) -> WireError {
 
 impl ReplicaStub {
     pub fn new(params: ReplicaStubParams) -> Self {
+        let lease = Lease::new(params.lease.as_millis() as u64);
         ReplicaStub {
             params,
             router: Router::default(),
             replicas: HashMap::new(),
             next_arbiter: 0,
-            meta_index: 0,
+            lease,
+            lease_held: false,
             syncing: false,
         }
     }
@@ -114,10 +158,6 @@ impl ReplicaStub {
         endpoint.handle_actor::<ConfigUpdate, _>(stub.clone());
         endpoint.handle_actor::<QueryReplicas, _>(stub);
         endpoint
-    }
-
-    fn meta(&self) -> NodeAddr {
-        self.params.metas[self.meta_index % self.params.metas.len()]
     }
 
     fn start_replica(&mut self, opened: OpenedReplica, data_dir: usize) -> Addr<Replica> {
@@ -150,29 +190,19 @@ impl ReplicaStub {
             .unwrap_or(0)
     }
 
-    /// Makes this node serve `config` (creating the replica if needed) and answers once it does.
-    fn serve_partition(&mut self, app: AppInfo, config: PartitionConfig) -> LocalBoxActorFuture<Self, WireResult<()>> {
-        let gpid = config.gpid;
+    /// The replica of `gpid`, opened from disk or created empty if this node has none.
+    fn ensure_replica(
+        &mut self,
+        app: AppInfo,
+        gpid: Gpid,
+        ballot: Ballot,
+    ) -> LocalBoxActorFuture<Self, WireResult<Addr<Replica>>> {
         if let Some(local) = self.replicas.get(&gpid) {
-            let addr = local.addr.clone();
-            return async move {
-                addr.send(UpdateConfig { app, config })
-                    .await
-                    .unwrap_or_else(|e| Err(mailbox_error(e)))
-            }
-            .into_actor(self)
-            .boxed_local();
-        }
-        if !config.is_member(self.params.me) {
-            return fut::ready(Ok(())).boxed_local();
+            return fut::ready(Ok(local.addr.clone())).boxed_local();
         }
         let data_dir = self.choose_data_dir(gpid.app_id);
         let dir = replica_dir(&self.params.data_dirs[data_dir], gpid);
-        let manifest = ReplicaManifest {
-            gpid,
-            app: app.clone(),
-            ballot: config.ballot,
-        };
+        let manifest = ReplicaManifest { gpid, app, ballot };
         let options = self.params.options.clone();
         let open = tokio::task::spawn_blocking(move || {
             if dir.join("manifest.json").exists() {
@@ -182,30 +212,43 @@ impl ReplicaStub {
             }
         });
         open.into_actor(self)
-            .then(move |opened, act, _| match opened {
+            .map(move |opened, act, _| match opened {
                 Ok(Ok(opened)) => {
                     info!(%gpid, node = %act.params.me, "replica created");
-                    let addr = act.start_replica(opened, data_dir);
-                    async move {
-                        addr.send(UpdateConfig { app, config })
-                            .await
-                            .unwrap_or_else(|e| Err(mailbox_error(e)))
-                    }
-                    .into_actor(act)
-                    .boxed_local()
+                    Ok(act.start_replica(opened, data_dir))
                 }
-                Ok(Err(e)) => fut::ready(Err(WireError::new(
+                Ok(Err(e)) => Err(WireError::new(
                     ErrorCode::ERR_STORAGE,
                     format!("cannot create replica {gpid}: {e}"),
-                )))
-                .boxed_local(),
-                Err(e) => fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string()))).boxed_local(),
+                )),
+                Err(e) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
+            })
+            .boxed_local()
+    }
+
+    /// Makes this node serve `config` (creating the replica if needed) and answers once it does.
+    fn serve_partition(&mut self, app: AppInfo, config: PartitionConfig) -> LocalBoxActorFuture<Self, WireResult<()>> {
+        if !self.replicas.contains_key(&config.gpid) && !config.is_member(self.params.me) {
+            return fut::ready(Ok(())).boxed_local();
+        }
+        self.ensure_replica(app.clone(), config.gpid, config.ballot)
+            .then(move |replica, act, _| {
+                async move {
+                    match replica {
+                        Ok(addr) => addr
+                            .send(UpdateConfig { app, config })
+                            .await
+                            .unwrap_or_else(|e| Err(mailbox_error(e))),
+                        Err(e) => Err(e),
+                    }
+                }
+                .into_actor(act)
             })
             .boxed_local()
     }
 
     /// Closes a replica and moves its directory aside.
-    fn drop_replica(&mut self, gpid: Gpid) -> LocalBoxActorFuture<Self, WireResult<()>> {
+    fn drop_replica(&mut self, gpid: Gpid, why: &'static str) -> LocalBoxActorFuture<Self, WireResult<()>> {
         let Some(local) = self.replicas.remove(&gpid) else {
             return fut::ready(Ok(())).boxed_local();
         };
@@ -215,7 +258,7 @@ impl ReplicaStub {
             let _ = addr.send(Close).await;
             match tokio::task::spawn_blocking(move || set_aside(&dir)).await {
                 Ok(Ok(moved)) => {
-                    info!(%gpid, to = %moved.display(), "replica of a dropped table set aside");
+                    info!(%gpid, to = %moved.display(), why, "replica set aside");
                     Ok(())
                 }
                 Ok(Err(e)) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
@@ -227,40 +270,51 @@ impl ReplicaStub {
     }
 
     fn send_beacon(&mut self, ctx: &mut Context<Self>) {
-        let (network, meta, me) = (self.params.network.clone(), self.meta(), self.params.me);
+        let meta = self.params.options.meta.clone();
+        let (network, me) = (self.params.network.clone(), self.params.me);
         let timeout = self.params.beacon_interval.max(Duration::from_millis(500));
-        let call = async move { network.call(meta, Beacon { node: me }, timeout).await };
-        ctx.spawn(call.into_actor(self).map(move |answer, act, _| match answer {
+        let sent_ms = self.params.clock.now_ms();
+        let call = async move { meta.call(&network, Beacon { node: me }, timeout).await };
+        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
             Ok(Ok(ack)) => {
+                act.lease.on_ack(sent_ms);
                 act.params
                     .last_beacon_ack_ms
                     .store(act.params.clock.now_ms().max(1), Ordering::Release);
                 if let (false, Some(leader)) = (ack.is_leader, ack.leader) {
-                    if let Some(i) = act.params.metas.iter().position(|m| *m == leader) {
-                        act.meta_index = i;
-                    }
+                    act.params.options.meta.follow(leader);
                 }
+                act.check_lease(ctx);
             }
-            Ok(Err(e)) => warn!(%meta, error = %e, "beacon refused"),
-            Err(e) => {
-                warn!(%meta, error = %e, "beacon failed; trying the next meta server");
-                act.meta_index += 1;
-            }
+            Ok(Err(e)) => warn!(error = %e, "beacon refused"),
+            Err(e) => warn!(error = %e, "beacon failed"),
         }));
     }
 
+    /// Starts or stops serving as the lease is granted or runs out.
+    fn check_lease(&mut self, ctx: &mut Context<Self>) {
+        let valid = self.lease.is_valid(self.params.clock.now_ms());
+        if valid && !self.lease_held {
+            self.lease_held = true;
+            info!(node = %self.params.me, "lease granted; syncing with the meta");
+            self.sync_config(ctx);
+        } else if !valid && self.lease_held {
+            self.lease_held = false;
+            warn!(node = %self.params.me, "lease expired: every replica stops serving until the meta is reachable again");
+            for local in self.replicas.values() {
+                local.addr.do_send(LeaseExpired);
+            }
+        }
+    }
+
     fn sync_config(&mut self, ctx: &mut Context<Self>) {
-        if self.syncing {
+        if self.syncing || !self.lease_held {
             return;
         }
         self.syncing = true;
         let infos: Vec<_> = self.replicas.values().map(|r| r.addr.send(GetInfo)).collect();
-        let (network, meta, me, timeout) = (
-            self.params.network.clone(),
-            self.meta(),
-            self.params.me,
-            self.params.rpc_timeout,
-        );
+        let meta = self.params.options.meta.clone();
+        let (network, me, timeout) = (self.params.network.clone(), self.params.me, self.params.rpc_timeout);
         let call = async move {
             let replicas = futures::future::join_all(infos)
                 .await
@@ -270,9 +324,10 @@ impl ReplicaStub {
                     gpid: info.gpid,
                     ballot: info.ballot,
                     last_committed_decree: info.last_committed,
+                    last_prepared_decree: info.last_prepared,
                 })
                 .collect();
-            network.call(meta, ConfigSync { node: me, replicas }, timeout).await
+            meta.call(&network, ConfigSync { node: me, replicas }, timeout).await
         };
         ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
             let error = match answer {
@@ -282,23 +337,30 @@ impl ReplicaStub {
             };
             act.syncing = false;
             // Replicas wait inactive for the meta's view: try again soon, not a whole interval later.
-            warn!(%meta, %error, "config sync failed; retrying in {SYNC_RETRY:?}");
+            warn!(%error, "config sync failed; retrying in {SYNC_RETRY:?}");
             ctx.run_later(SYNC_RETRY, |act, ctx| act.sync_config(ctx));
         }));
     }
 
     fn apply_sync(&mut self, response: ConfigSyncResponse, ctx: &mut Context<Self>) {
-        let dropped: Vec<Gpid> = self
+        let mut drops: Vec<(Gpid, &'static str)> = self
             .replicas
             .keys()
             .filter(|g| response.dropped_apps.contains(&g.app_id))
-            .copied()
+            .map(|g| (*g, "its table was dropped"))
             .collect();
+        drops.extend(
+            response
+                .gc_replicas
+                .iter()
+                .filter(|g| self.replicas.contains_key(g))
+                .map(|g| (*g, "its partition is fully healthy without it")),
+        );
         let mut chain: LocalBoxActorFuture<Self, Vec<WireResult<()>>> = fut::ready(Vec::new()).boxed_local();
-        for gpid in dropped {
+        for (gpid, why) in drops {
             chain = chain
                 .then(move |mut done, act: &mut Self, _| {
-                    act.drop_replica(gpid).map(move |r, _, _| {
+                    act.drop_replica(gpid, why).map(move |r, _, _| {
                         done.push(r);
                         done
                     })
@@ -345,9 +407,9 @@ where
     let router = router.clone();
     endpoint.handle_fallible::<M, _, _>(move |req| {
         let gpid = gpid_of(&req);
-        let replica = router.get(gpid);
+        let router = router.clone();
         async move {
-            match replica {
+            match router.find(gpid).await {
                 Some(addr) => addr
                     .send(Inbound(req))
                     .await
@@ -391,9 +453,7 @@ impl Actor for ReplicaStub {
                             );
                             opened.push((replica, index));
                         }
-                        Err(e) => {
-                            error!(node = %me, %gpid, error = %e, "cannot open replica; it stays out of service")
-                        }
+                        Err(e) => error!(node = %me, %gpid, error = %e, "cannot open replica; it stays out of service"),
                     }
                 }
             }
@@ -403,10 +463,13 @@ impl Actor for ReplicaStub {
             for (replica, data_dir) in opened.unwrap_or_default() {
                 act.start_replica(replica, data_dir);
             }
-            info!(node = %act.params.me, replicas = act.replicas.len(), "replica server ready");
+            act.router.mark_opened();
+            info!(node = %act.params.me, replicas = act.replicas.len(), "replica server ready; waiting for a lease");
             act.send_beacon(ctx);
-            act.sync_config(ctx);
             ctx.run_interval(act.params.beacon_interval, |act, ctx| act.send_beacon(ctx));
+            let check_every =
+                (act.params.beacon_interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+            ctx.run_interval(check_every, |act, ctx| act.check_lease(ctx));
             ctx.run_interval(act.params.config_sync_interval, |act, ctx| act.sync_config(ctx));
         }));
     }
@@ -417,7 +480,16 @@ impl Handler<Inbound<ConfigUpdate>> for ReplicaStub {
 
     fn handle(&mut self, Inbound(update): Inbound<ConfigUpdate>, _: &mut Self::Context) -> Self::Result {
         let work = if update.app.status == AppStatus::Dropped {
-            self.drop_replica(update.config.gpid)
+            self.drop_replica(update.config.gpid, "its table was dropped")
+        } else if !self.lease_held {
+            fut::ready(Err(WireError::new(
+                ErrorCode::ERR_INVALID_STATE,
+                format!(
+                    "{} holds no lease; it serves nothing until its beacons are acknowledged",
+                    self.params.me
+                ),
+            )))
+            .boxed_local()
         } else {
             self.serve_partition(update.app, update.config)
         };

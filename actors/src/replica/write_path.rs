@@ -108,24 +108,33 @@ impl Replica {
                 self.try_commit(ctx);
                 return;
             }
+            // The secondary knows a newer ballot: this primary's view is stale.
+            Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => {
+                warn!(gpid = %self.gpid, ballot, secondary = %from, error = %e, "a secondary is at a newer ballot; refreshing the configuration");
+                self.refresh_config(ctx);
+                return;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
+        self.request_removal(from, ctx);
         // One retry round per secondary, however many prepares to it failed.
         if self.retry_scheduled.insert(from) {
             warn!(gpid = %self.gpid, decree, ballot, secondary = %from, %failure, "prepare failed; resending what the secondary lacks shortly");
             ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
                 act.retry_scheduled.remove(&from);
-                act.resend_prepares(from, ballot, ctx);
+                act.resend_prepares(from, ctx);
             });
         }
     }
 
-    /// Primary: sends `to` again every uncommitted mutation it has not acknowledged.
-    fn resend_prepares(&mut self, to: NodeAddr, ballot: Ballot, ctx: &mut Context<Self>) {
-        if self.status != ReplicaStatus::Primary || self.ballot != ballot {
+    /// Primary: sends `to` again every uncommitted mutation of the current ballot it has not
+    /// acknowledged. (The ballot may have changed since the failure that scheduled this round.)
+    fn resend_prepares(&mut self, to: NodeAddr, ctx: &mut Context<Self>) {
+        if self.status != ReplicaStatus::Primary {
             return;
         }
+        let ballot = self.ballot;
         let owed: Vec<Arc<Mutation>> = self
             .list
             .uncommitted()

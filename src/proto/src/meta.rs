@@ -176,6 +176,7 @@ pub struct ReplicaReport {
     pub gpid: Gpid,
     pub ballot: Ballot,
     pub last_committed_decree: Decree,
+    pub last_prepared_decree: Decree,
 }
 
 /// A replica server asks which partitions it should serve, and in which role.
@@ -191,6 +192,35 @@ pub struct ConfigSyncResponse {
     pub partitions: Vec<(AppInfo, PartitionConfig)>,
     /// Tables that are gone: the node should close and set aside their replicas.
     pub dropped_apps: Vec<AppId>,
+    /// Replicas the node reported that their fully healthy partitions no longer need.
+    #[serde(default)]
+    pub gc_replicas: Vec<Gpid>,
+}
+
+/// A change a primary asks the meta to make to its partition's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionChange {
+    /// A secondary failed to acknowledge a prepare: go on without it.
+    RemoveSecondary(NodeAddr),
+    /// A learner caught up: make it a secondary.
+    UpgradeLearner(NodeAddr),
+    /// Learning on this node was given up; the meta may try again (no configuration change).
+    LearnerFailed(NodeAddr),
+}
+
+/// From a partition's primary, at the ballot it serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdatePartitionConfig {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub requester: NodeAddr,
+    pub change: PartitionChange,
+}
+
+/// The current configuration of one partition, with its table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryPartition {
+    pub gpid: Gpid,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,6 +277,8 @@ pub struct ClusterInfo {
 
 crate::rpc! { "meta";
     Beacon => WireResult<BeaconAck>,
+    UpdatePartitionConfig => WireResult<PartitionConfig>,
+    QueryPartition => WireResult<(AppInfo, PartitionConfig)>,
     ConfigSync => WireResult<ConfigSyncResponse>,
     CreateApp => WireResult<CreateAppResponse>,
     DropApp => WireResult<()>,

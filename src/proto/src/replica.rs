@@ -63,6 +63,15 @@ pub struct ConfigUpdate {
     pub config: PartitionConfig,
 }
 
+/// Meta to a partition's primary: add `learner` as a secondary; it learns first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddLearner {
+    pub app: AppInfo,
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub learner: NodeAddr,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaStatus {
     Inactive,
@@ -110,6 +119,7 @@ pub struct ReplicaChecksumResult {
 }
 
 crate::rpc! { "replica";
+    AddLearner => WireResult<()>,
     ClientWrite => WireResult<WriteResult>,
     ClientRead => WireResult<ReadResult>,
     Prepare => WireResult<PrepareAck>,

@@ -2,9 +2,10 @@
 
 use super::lock::DirLock;
 use actix::prelude::*;
-use aerie_actors::meta::{MetaParams, ServerState, StoreLayout};
+use aerie_actors::meta::guardian::CureKnobs;
+use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
 use aerie_actors::replica::validate::Limits;
-use aerie_actors::replica::{ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown};
+use aerie_actors::replica::{MetaLocator, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown};
 use aerie_common::{Clock, NodeAddr, WireResult};
 use aerie_config::{AerieConfig, LogSyncMode, MetaStoreKind, ReplicationConfig};
 use aerie_metastore::{EmbeddedStore, MetaStore};
@@ -85,10 +86,21 @@ pub async fn start_meta(
         rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
         create_wait_ready: Duration::from_millis(meta.create_wait_ready_ms),
         max_partition_count: meta.max_partition_count,
+        cure_interval: Duration::from_millis(meta.lb_interval_ms),
+        knobs: CureKnobs {
+            assign_delay_ms: meta.replica_assign_delay_ms_for_dropouts,
+            black_list: Default::default(),
+            flow_control: meta.add_secondary_enable_flow_control,
+            max_adds_per_node: meta.add_secondary_max_count_for_one_node,
+        },
         ready: ready.clone(),
     };
-    let addr = Supervisor::start(move |_| ServerState::new(params, Some(loaded)));
-    let mut endpoint = ServerState::endpoint(me, addr);
+    let addr = ServerState::start(params, Some(loaded));
+    let detector = addr
+        .send(GetFailureDetector)
+        .await
+        .context("the meta state actor did not start")?;
+    let mut endpoint = ServerState::endpoint(me, addr, detector);
     add_admin(&mut endpoint, info);
     let health: HealthCheck = Arc::new(move || {
         if ready.load(Ordering::Acquire) {
@@ -191,16 +203,18 @@ pub fn start_replica(
             sync: repl.log_sync_mode == LogSyncMode::Fsync,
         },
         engine_options: shared.engine_options.clone(),
+        meta: MetaLocator::new(config.meta_server.server_list()),
+        rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
     });
     let last_beacon_ack_ms = Arc::new(AtomicU64::new(0));
     let stub = ReplicaStub::new(ReplicaStubParams {
         me,
-        metas: config.meta_server.server_list(),
         data_dirs,
         network: network.clone(),
         options,
         arbiters: shared.arbiters.clone(),
         beacon_interval: Duration::from_secs(repl.fd_beacon_interval_seconds),
+        lease: Duration::from_secs(repl.fd_lease_seconds),
         config_sync_interval: Duration::from_millis(repl.config_sync_interval_ms),
         rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
         clock: clock.clone(),

@@ -1,0 +1,427 @@
+//! `ServerState`: the meta server's single owner of the cluster map (tables, partition
+//! configurations, nodes). Every change is written to the meta store *before* it takes effect in
+//! memory: the store write runs with the actor's mailbox held (`ctx.wait`), so changes apply one at a
+//! time in the order they were persisted. Telling replica servers about a change happens afterwards,
+//! outside the mailbox.
+//!
+//! A store write whose outcome is unknown (`Ambiguous`) stops the actor; its supervisor restarts it
+//! and `started` reloads the whole state from the store rather than guess.
+//!
+//! ```text
+//!  FailureDetector ─NodeLiveness─► ServerState ─cure()─► persist (ballot + 1) ─► apply ─► push ConfigUpdate
+//!  primary ─UpdatePartitionConfig─►      │                                           └─► AddLearner to a primary
+//! ```
+//!
+//! The parts: `tables` (create, drop, list), `nodes` (liveness, config sync, listings), `cure` (the
+//! guardian's decisions carried out), `partition_change` (requests from primaries).
+
+mod cure;
+mod nodes;
+mod partition_change;
+mod tables;
+
+use super::failure_detector::{FailureDetector, RememberNodes};
+use super::guardian::{CureKnobs, ReplicaState};
+use super::persist::{LoadedState, StoreLayout};
+use super::placement::NodeLoad;
+use crate::metrics::{
+    META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES, META_TABLES,
+};
+use actix::prelude::*;
+use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
+use aerie_config::MetaLevel;
+use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
+use aerie_proto::meta::*;
+use aerie_proto::replica::ConfigUpdate;
+use aerie_rpc::{Endpoint, Network};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+pub struct MetaParams {
+    pub me: NodeAddr,
+    pub meta_servers: Vec<NodeAddr>,
+    pub store: Arc<dyn MetaStore>,
+    pub cluster_root: String,
+    pub cluster_name: String,
+    pub zookeeper_hosts: String,
+    pub network: Network,
+    pub clock: Arc<dyn Clock>,
+    pub level: MetaLevel,
+    pub fd_grace: Duration,
+    pub fd_check_interval: Duration,
+    pub rpc_timeout: Duration,
+    pub create_wait_ready: Duration,
+    pub max_partition_count: u32,
+    /// How often the cure looks at every partition (it also runs right after every change).
+    pub cure_interval: Duration,
+    pub knobs: CureKnobs,
+    /// Set while the state is loaded and the meta serves (read by `/health`).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// An add-secondary action in progress: learning on `node`, started at `ballot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Adding {
+    node: NodeAddr,
+    ballot: Ballot,
+    started_ms: u64,
+}
+
+pub struct ServerState {
+    params: MetaParams,
+    layout: StoreLayout,
+    loaded: bool,
+    apps: BTreeMap<AppId, AppState>,
+    next_app_id: AppId,
+    /// Replica servers and whether they are alive (as the failure detector says).
+    nodes: BTreeMap<NodeAddr, bool>,
+    failure_detector: Addr<FailureDetector>,
+    /// What live nodes last reported about their replicas (for dead partitions).
+    reports: BTreeMap<Gpid, BTreeMap<NodeAddr, ReplicaState>>,
+    /// When each node dropped out of each partition (this process's clock; not persisted).
+    dropped_at: BTreeMap<Gpid, BTreeMap<NodeAddr, u64>>,
+    adding: BTreeMap<Gpid, Adding>,
+    knobs: CureKnobs,
+    cure_scheduled: bool,
+}
+
+fn err(code: ErrorCode, detail: impl Into<String>) -> WireError {
+    WireError::new(code, detail)
+}
+
+impl ServerState {
+    /// Starts the meta's actors: `ServerState` under a supervisor, and its failure detector.
+    pub fn start(params: MetaParams, loaded: Option<LoadedState>) -> Addr<ServerState> {
+        Supervisor::start(move |ctx: &mut Context<ServerState>| {
+            let detector = FailureDetector::new(
+                params.me,
+                params.fd_grace,
+                params.fd_check_interval,
+                params.clock.clone(),
+                ctx.address().recipient(),
+            )
+            .start();
+            ServerState::new(params, detector, loaded)
+        })
+    }
+
+    fn new(params: MetaParams, failure_detector: Addr<FailureDetector>, loaded: Option<LoadedState>) -> Self {
+        let layout = StoreLayout::new(&params.cluster_root);
+        let knobs = params.knobs.clone();
+        let mut state = ServerState {
+            params,
+            layout,
+            loaded: false,
+            apps: BTreeMap::new(),
+            next_app_id: 1,
+            nodes: BTreeMap::new(),
+            failure_detector,
+            reports: BTreeMap::new(),
+            dropped_at: BTreeMap::new(),
+            adding: BTreeMap::new(),
+            knobs,
+            cure_scheduled: false,
+        };
+        if let Some(loaded) = loaded {
+            state.install(loaded);
+        }
+        state
+    }
+
+    /// The meta server's RPC endpoint: beacons go to the failure detector, the rest to `ServerState`.
+    pub fn endpoint(me: NodeAddr, addr: Addr<ServerState>, detector: Addr<FailureDetector>) -> Endpoint {
+        let mut endpoint = Endpoint::new(me);
+        endpoint
+            .handle_actor::<Beacon, _>(detector)
+            .handle_actor::<ConfigSync, _>(addr.clone())
+            .handle_actor::<UpdatePartitionConfig, _>(addr.clone())
+            .handle_actor::<QueryPartition, _>(addr.clone())
+            .handle_actor::<CreateApp, _>(addr.clone())
+            .handle_actor::<DropApp, _>(addr.clone())
+            .handle_actor::<ListApps, _>(addr.clone())
+            .handle_actor::<QueryConfig, _>(addr.clone())
+            .handle_actor::<ListNodes, _>(addr.clone())
+            .handle_actor::<QueryClusterInfo, _>(addr);
+        endpoint
+    }
+
+    fn install(&mut self, loaded: LoadedState) {
+        self.apps = loaded.apps;
+        self.next_app_id = loaded.next_app_id;
+        // Nodes the map names are alive until the failure detector says otherwise (one grace period).
+        let named: Vec<NodeAddr> = self
+            .available_apps()
+            .flat_map(|a| a.partitions.iter().flat_map(|p| p.members().collect::<Vec<_>>()))
+            .collect();
+        for node in &named {
+            self.nodes.entry(*node).or_insert(true);
+        }
+        self.failure_detector.do_send(RememberNodes(named));
+        self.loaded = true;
+        self.params.ready.store(true, Ordering::Release);
+        info!(
+            tables = self.available_apps().count(),
+            next_app_id = self.next_app_id,
+            store = %self.params.store.describe(),
+            "meta state loaded"
+        );
+        self.refresh_metrics();
+    }
+
+    fn available_apps(&self) -> impl Iterator<Item = &AppState> {
+        self.apps.values().filter(|a| a.info.status == AppStatus::Available)
+    }
+
+    fn find_available(&self, name: &str) -> Option<&AppState> {
+        self.available_apps().find(|a| a.info.app_name == name)
+    }
+
+    fn partition(&self, gpid: Gpid) -> Option<(&AppInfo, &PartitionConfig)> {
+        let app = self.apps.get(&gpid.app_id)?;
+        if app.info.status != AppStatus::Available {
+            return None;
+        }
+        app.partitions.get(gpid.pidx as usize).map(|p| (&app.info, p))
+    }
+
+    fn alive_nodes(&self) -> impl Iterator<Item = NodeAddr> + '_ {
+        self.nodes.iter().filter(|(_, alive)| **alive).map(|(a, _)| *a)
+    }
+
+    /// Primaries and replicas per node, over every available table or one.
+    fn loads(&self, only_app: Option<AppId>) -> BTreeMap<NodeAddr, NodeLoad> {
+        let mut loads: BTreeMap<NodeAddr, NodeLoad> = BTreeMap::new();
+        for app in self
+            .available_apps()
+            .filter(|a| only_app.is_none_or(|id| a.info.app_id == id))
+        {
+            for partition in &app.partitions {
+                if let Some(primary) = partition.primary {
+                    loads.entry(primary).or_default().primaries += 1;
+                }
+                for node in partition.members() {
+                    loads.entry(node).or_default().replicas += 1;
+                }
+            }
+        }
+        loads
+    }
+
+    fn check_loaded(&self) -> WireResult<()> {
+        if self.loaded {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorCode::ERR_INVALID_STATE,
+                "the meta server is loading its state; retry shortly",
+            ))
+        }
+    }
+
+    fn refresh_metrics(&self) {
+        let apps: Vec<&AppState> = self.available_apps().collect();
+        META_TABLES.set(apps.len() as i64);
+        let partitions: Vec<PartitionConfig> = apps.iter().flat_map(|a| a.partitions.iter().cloned()).collect();
+        META_PARTITIONS.set(partitions.len() as i64);
+        let health = HealthCounts::of(&partitions);
+        META_PARTITION_HEALTH
+            .with_label_values(&["fully_healthy"])
+            .set(health.fully_healthy as i64);
+        META_PARTITION_HEALTH
+            .with_label_values(&["unhealthy"])
+            .set(health.unhealthy as i64);
+        META_PARTITION_HEALTH
+            .with_label_values(&["write_unhealthy"])
+            .set(health.write_unhealthy as i64);
+        META_PARTITION_HEALTH
+            .with_label_values(&["read_unhealthy"])
+            .set(health.read_unhealthy as i64);
+        let alive = self.alive_nodes().count() as i64;
+        META_NODES.with_label_values(&["alive"]).set(alive);
+        META_NODES
+            .with_label_values(&["unalive"])
+            .set(self.nodes.len() as i64 - alive);
+        let (primary_stddev, total_stddev) = self.replica_stddevs();
+        META_REPLICA_STDDEV.with_label_values(&["primary"]).set(primary_stddev);
+        META_REPLICA_STDDEV.with_label_values(&["total"]).set(total_stddev);
+    }
+
+    /// Standard deviations of primary and replica counts over alive nodes.
+    fn replica_stddevs(&self) -> (f64, f64) {
+        let loads = self.loads(None);
+        let per_node: Vec<NodeLoad> = self
+            .alive_nodes()
+            .map(|n| loads.get(&n).copied().unwrap_or_default())
+            .collect();
+        let stddev = |values: Vec<f64>| -> f64 {
+            if values.is_empty() {
+                return 0.0;
+            }
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+        };
+        (
+            stddev(per_node.iter().map(|l| l.primaries as f64).collect()),
+            stddev(per_node.iter().map(|l| l.replicas as f64).collect()),
+        )
+    }
+
+    /// Writes `ops` to the store with the mailbox held, then runs `apply` with the outcome.
+    fn persist_then<T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        ops: Vec<StoreOp>,
+        apply: impl FnOnce(&mut Self, &mut Context<Self>) -> T + 'static,
+    ) -> oneshot::Receiver<WireResult<T>> {
+        let (tx, rx) = oneshot::channel();
+        let store = self.params.store.clone();
+        ctx.wait(async move { store.transaction(ops).await }.into_actor(self).map(move |written, act, ctx| {
+            let outcome = match written {
+                Ok(()) => {
+                    META_STORE_WRITES.with_label_values(&["ok"]).inc();
+                    let value = apply(act, ctx);
+                    act.refresh_metrics();
+                    Ok(value)
+                }
+                Err(MetaStoreError::Ambiguous(reason)) => {
+                    META_STORE_WRITES.with_label_values(&["ambiguous"]).inc();
+                    error!(%reason, "meta store write outcome unknown; reloading the state from the store");
+                    act.loaded = false;
+                    ctx.stop();
+                    Err(err(
+                        ErrorCode::ERR_META_STORE,
+                        format!("the meta store write may or may not have happened ({reason}); the meta is reloading its state, check before retrying"),
+                    ))
+                }
+                Err(e) => {
+                    META_STORE_WRITES.with_label_values(&["failed"]).inc();
+                    warn!(error = %e, "meta store write failed; nothing changed");
+                    Err(err(ErrorCode::ERR_META_STORE, e.to_string()))
+                }
+            };
+            let _ = tx.send(outcome);
+        }));
+        rx
+    }
+
+    /// Configuration updates for every member of a partition (and for nodes that just left it).
+    fn pushes_for_partition(
+        app: &AppInfo,
+        config: &PartitionConfig,
+        also: impl IntoIterator<Item = NodeAddr>,
+    ) -> Vec<(NodeAddr, ConfigUpdate)> {
+        let mut nodes: Vec<NodeAddr> = config.members().collect();
+        for node in also {
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        nodes
+            .into_iter()
+            .map(|node| {
+                (
+                    node,
+                    ConfigUpdate {
+                        app: app.clone(),
+                        config: config.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Sends configuration updates to replica servers; returns how many partitions every member confirmed.
+async fn push_configs(network: Network, pushes: Vec<(NodeAddr, ConfigUpdate)>, timeout: Duration) -> u32 {
+    let calls = pushes.into_iter().map(|(node, update)| {
+        let network = network.clone();
+        async move {
+            let gpid = update.config.gpid;
+            let failure = match network.call(node, update, timeout).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = &failure {
+                warn!(%gpid, %node, %error, "configuration not confirmed by replica server");
+            }
+            (gpid, failure.is_none())
+        }
+    });
+    let mut confirmed: BTreeMap<Gpid, bool> = BTreeMap::new();
+    for (gpid, ok) in futures::future::join_all(calls).await {
+        let all = confirmed.entry(gpid).or_insert(true);
+        *all &= ok;
+    }
+    confirmed.values().filter(|ok| **ok).count() as u32
+}
+
+impl Actor for ServerState {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if !self.loaded {
+            let store = self.params.store.clone();
+            let layout = self.layout.clone();
+            ctx.wait(
+                async move { layout.load(store.as_ref()).await }.into_actor(self).map(
+                    |loaded, act, ctx| match loaded {
+                        Ok(loaded) => act.install(loaded),
+                        Err(e) => {
+                            error!(error = %e, "cannot load the meta state; retrying in 1 s");
+                            ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
+                        }
+                    },
+                ),
+            );
+        }
+        ctx.run_interval(self.params.cure_interval, |act, ctx| act.run_cure(ctx));
+    }
+}
+
+impl Supervised for ServerState {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        warn!("meta state actor restarting; it will reload from the store");
+        self.loaded = false;
+        self.params.ready.store(false, Ordering::Release);
+        self.adding.clear();
+        self.cure_scheduled = false;
+    }
+}
+
+/// Asks `ServerState` for its failure detector (to route beacons to it).
+#[derive(Message)]
+#[rtype(result = "Addr<FailureDetector>")]
+pub struct GetFailureDetector;
+
+impl Handler<GetFailureDetector> for ServerState {
+    type Result = MessageResult<GetFailureDetector>;
+
+    fn handle(&mut self, _: GetFailureDetector, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.failure_detector.clone())
+    }
+}
+
+impl Handler<aerie_rpc::Inbound<QueryClusterInfo>> for ServerState {
+    type Result = WireResult<ClusterInfo>;
+
+    fn handle(&mut self, _: aerie_rpc::Inbound<QueryClusterInfo>, _: &mut Self::Context) -> Self::Result {
+        let (primary_stddev, total_stddev) = self.replica_stddevs();
+        Ok(ClusterInfo {
+            meta_servers: self.params.meta_servers.clone(),
+            primary_meta_server: self.params.me,
+            meta_store: self.params.store.describe(),
+            zookeeper_hosts: self.params.zookeeper_hosts.clone(),
+            zookeeper_root: self.layout.root().to_string(),
+            meta_function_level: self.params.level.pegasus_name().to_string(),
+            balance_operation_count: -1,
+            primary_replica_count_stddev: primary_stddev,
+            total_replica_count_stddev: total_stddev,
+            cluster_name: self.params.cluster_name.clone(),
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! Nodes: liveness from the failure detector, configuration sync with replica servers, listings.
+
+use super::ServerState;
+use crate::meta::failure_detector::NodeLiveness;
+use crate::meta::guardian::ReplicaState;
+use actix::prelude::*;
+use aerie_common::{AppId, Gpid, WireResult};
+use aerie_proto::meta::*;
+use aerie_rpc::Inbound;
+use tracing::{info, warn};
+
+impl Handler<NodeLiveness> for ServerState {
+    type Result = ();
+
+    fn handle(&mut self, event: NodeLiveness, ctx: &mut Self::Context) {
+        let was = self.nodes.insert(event.node, event.alive);
+        if was == Some(event.alive) {
+            return;
+        }
+        if event.alive {
+            info!(node = %event.node, "node alive");
+        } else {
+            warn!(node = %event.node, "node dead; curing its partitions");
+            for reports in self.reports.values_mut() {
+                reports.remove(&event.node);
+            }
+            self.adding.retain(|_, adding| adding.node != event.node);
+        }
+        self.refresh_metrics();
+        self.schedule_cure(ctx);
+    }
+}
+
+impl Handler<Inbound<ConfigSync>> for ServerState {
+    type Result = WireResult<ConfigSyncResponse>;
+
+    fn handle(&mut self, Inbound(sync): Inbound<ConfigSync>, ctx: &mut Self::Context) -> Self::Result {
+        self.check_loaded()?;
+        let node = sync.node;
+        let partitions = self
+            .available_apps()
+            .flat_map(|app| {
+                app.partitions
+                    .iter()
+                    .filter(|p| p.is_member(node))
+                    .map(|p| (app.info.clone(), p.clone()))
+            })
+            .collect();
+        let mut dropped_apps: Vec<AppId> = Vec::new();
+        let mut gc_replicas: Vec<Gpid> = Vec::new();
+        let mut new_reports = false;
+        for report in &sync.replicas {
+            let gpid = report.gpid;
+            match self.apps.get(&gpid.app_id) {
+                Some(app) if app.info.status == AppStatus::Dropped => dropped_apps.push(app.info.app_id),
+                Some(app) => {
+                    let Some(config) = app.partitions.get(gpid.pidx as usize) else {
+                        continue;
+                    };
+                    let state = ReplicaState {
+                        ballot: report.ballot,
+                        last_committed: report.last_committed_decree,
+                        last_prepared: report.last_prepared_decree,
+                    };
+                    new_reports |= self.reports.entry(gpid).or_default().insert(node, state) != Some(state);
+                    let learning_here = self.adding.get(&gpid).is_some_and(|a| a.node == node);
+                    if !config.is_member(node)
+                        && !learning_here
+                        && config.health() == PartitionHealth::FullyHealthy
+                        && config.members().all(|m| self.nodes.get(&m) == Some(&true))
+                    {
+                        gc_replicas.push(gpid);
+                    }
+                }
+                None => {
+                    warn!(%node, %gpid, "a replica server holds a replica of a table this meta does not know; leaving it alone")
+                }
+            }
+        }
+        dropped_apps.sort_unstable();
+        dropped_apps.dedup();
+        if new_reports {
+            self.schedule_cure(ctx);
+        }
+        Ok(ConfigSyncResponse {
+            partitions,
+            dropped_apps,
+            gc_replicas,
+        })
+    }
+}
+
+impl Handler<Inbound<ListNodes>> for ServerState {
+    type Result = WireResult<Vec<NodeInfo>>;
+
+    fn handle(&mut self, _: Inbound<ListNodes>, _: &mut Self::Context) -> Self::Result {
+        self.check_loaded()?;
+        let loads = self.loads(None);
+        Ok(self
+            .nodes
+            .iter()
+            .map(|(address, alive)| {
+                let load = loads.get(address).copied().unwrap_or_default();
+                NodeInfo {
+                    address: *address,
+                    status: if *alive { NodeStatus::Alive } else { NodeStatus::Unalive },
+                    primary_count: load.primaries,
+                    secondary_count: load.replicas - load.primaries,
+                }
+            })
+            .collect())
+    }
+}

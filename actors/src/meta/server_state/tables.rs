@@ -1,0 +1,205 @@
+//! Table life cycle: create (placement, one store transaction, wait for replicas), drop, listings.
+
+use super::{err, push_configs, ServerState};
+use crate::meta::placement::place_table;
+use actix::prelude::*;
+use aerie_common::{ErrorCode, Gpid, WireResult};
+use aerie_proto::meta::*;
+use aerie_rpc::Inbound;
+use futures::FutureExt;
+use tracing::info;
+
+const MAX_APP_NAME_LEN: usize = 128;
+
+impl ServerState {
+    fn validate_create(&self, req: &CreateApp) -> WireResult<()> {
+        let name = &req.app_name;
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_APP_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+        if !name_ok {
+            return Err(err(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                format!("invalid table name '{name}': use 1 to {MAX_APP_NAME_LEN} of the characters A-Z a-z 0-9 _ . -"),
+            ));
+        }
+        let count = req.partition_count;
+        if count == 0 || !count.is_power_of_two() || count > self.params.max_partition_count {
+            return Err(err(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                format!(
+                    "partition count {count} must be a power of two between 1 and {} (meta_server.max_partition_count)",
+                    self.params.max_partition_count
+                ),
+            ));
+        }
+        if req.replica_count == 0 {
+            return Err(err(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                "replica count must be at least 1",
+            ));
+        }
+        if self.find_available(name).is_some() {
+            return Err(err(ErrorCode::ERR_APP_EXIST, format!("table '{name}' already exists")));
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Inbound<CreateApp>> for ServerState {
+    type Result = ResponseFuture<WireResult<CreateAppResponse>>;
+
+    fn handle(&mut self, Inbound(req): Inbound<CreateApp>, ctx: &mut Self::Context) -> Self::Result {
+        let planned = self
+            .check_loaded()
+            .and_then(|_| self.validate_create(&req))
+            .and_then(|_| {
+                let loads = self.loads(None);
+                let alive = self
+                    .alive_nodes()
+                    .map(|n| (n, loads.get(&n).copied().unwrap_or_default()))
+                    .collect();
+                place_table(&alive, req.partition_count, req.replica_count)
+                    .map_err(|e| err(ErrorCode::ERR_NOT_ENOUGH_MEMBER, e.to_string()))
+            });
+        let placements = match planned {
+            Ok(placements) => placements,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let app_id = self.next_app_id;
+        let info = AppInfo {
+            app_id,
+            app_name: req.app_name.clone(),
+            status: AppStatus::Available,
+            partition_count: req.partition_count,
+            max_replica_count: req.replica_count,
+            create_time_secs: self.params.clock.wall_secs(),
+            drop_time_secs: None,
+            envs: req.envs.clone(),
+        };
+        let partitions: Vec<PartitionConfig> = placements
+            .into_iter()
+            .enumerate()
+            .map(|(pidx, placement)| PartitionConfig {
+                gpid: Gpid::new(app_id, pidx as u32),
+                ballot: 1,
+                primary: Some(placement.primary),
+                secondaries: placement.secondaries,
+                max_replica_count: req.replica_count,
+                last_drops: Vec::new(),
+                last_committed_decree: 0,
+            })
+            .collect();
+        let ops = self.layout.create_app_ops(&info, &partitions, app_id + 1);
+        let app = AppState { info, partitions };
+        let applied = self.persist_then(ctx, ops, move |act, _| {
+            info!(app_id, name = %app.info.app_name, partitions = app.partitions.len(), "table created");
+            act.next_app_id = app_id + 1;
+            let pushes = app
+                .partitions
+                .iter()
+                .flat_map(|p| Self::pushes_for_partition(&app.info, p, []))
+                .collect::<Vec<_>>();
+            let info = app.info.clone();
+            act.apps.insert(app_id, app);
+            (info, pushes)
+        });
+        let (network, wait) = (self.params.network.clone(), self.params.create_wait_ready);
+        Box::pin(async move {
+            let (app, pushes) = applied
+                .await
+                .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
+            let ready_partitions = push_configs(network, pushes, wait).await;
+            Ok(CreateAppResponse { app, ready_partitions })
+        })
+    }
+}
+
+impl Handler<Inbound<DropApp>> for ServerState {
+    type Result = ResponseFuture<WireResult<()>>;
+
+    fn handle(&mut self, Inbound(req): Inbound<DropApp>, ctx: &mut Self::Context) -> Self::Result {
+        let found = self.check_loaded().and_then(|_| {
+            self.find_available(&req.app_name).cloned().ok_or_else(|| {
+                err(
+                    ErrorCode::ERR_APP_NOT_EXIST,
+                    format!("table '{}' does not exist", req.app_name),
+                )
+            })
+        });
+        let mut app = match found {
+            Ok(app) => app,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        app.info.status = AppStatus::Dropped;
+        app.info.drop_time_secs = Some(self.params.clock.wall_secs());
+        let ops = vec![self.layout.set_app_op(&app.info)];
+        let applied = self.persist_then(ctx, ops, move |act, _| {
+            info!(app_id = app.info.app_id, name = %app.info.app_name, "table dropped");
+            let pushes = app
+                .partitions
+                .iter()
+                .flat_map(|p| Self::pushes_for_partition(&app.info, p, []))
+                .collect::<Vec<_>>();
+            let app_id = app.info.app_id;
+            act.adding.retain(|gpid, _| gpid.app_id != app_id);
+            act.apps.insert(app_id, app);
+            pushes
+        });
+        let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
+        Box::pin(async move {
+            let pushes = applied
+                .await
+                .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
+            // Replica servers that miss this learn it from their next config sync.
+            actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
+            Ok(())
+        })
+    }
+}
+
+impl Handler<Inbound<ListApps>> for ServerState {
+    type Result = WireResult<Vec<AppState>>;
+
+    fn handle(&mut self, Inbound(req): Inbound<ListApps>, _: &mut Self::Context) -> Self::Result {
+        self.check_loaded()?;
+        Ok(self
+            .apps
+            .values()
+            .filter(|a| req.include_dropped || a.info.status == AppStatus::Available)
+            .cloned()
+            .collect())
+    }
+}
+
+impl Handler<Inbound<QueryConfig>> for ServerState {
+    type Result = WireResult<AppState>;
+
+    fn handle(&mut self, Inbound(req): Inbound<QueryConfig>, _: &mut Self::Context) -> Self::Result {
+        self.check_loaded()?;
+        self.find_available(&req.app_name).cloned().ok_or_else(|| {
+            err(
+                ErrorCode::ERR_APP_NOT_EXIST,
+                format!("table '{}' does not exist", req.app_name),
+            )
+        })
+    }
+}
+
+impl Handler<Inbound<QueryPartition>> for ServerState {
+    type Result = WireResult<(AppInfo, PartitionConfig)>;
+
+    fn handle(&mut self, Inbound(req): Inbound<QueryPartition>, _: &mut Self::Context) -> Self::Result {
+        self.check_loaded()?;
+        self.partition(req.gpid)
+            .map(|(app, config)| (app.clone(), config.clone()))
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::ERR_OBJECT_NOT_FOUND,
+                    format!("partition {} does not exist", req.gpid),
+                )
+            })
+    }
+}
