@@ -1,5 +1,6 @@
 //! Replica servers that start before their meta server (a whole-cluster restart in the wrong order)
-//! serve again as soon as the meta is back, not a whole config-sync interval later.
+//! serve again as soon as the meta is back, not a whole config-sync interval later: the first
+//! acknowledged beacon grants the lease, and with it comes a config sync.
 
 use aerie_tests::{wait_until, ProcessCluster, ProcessClusterOptions};
 use std::time::Duration;
@@ -28,10 +29,10 @@ async fn replicas_resume_when_the_meta_arrives_after_them() {
             "the replica server to find no meta",
             Duration::from_secs(20),
             || async {
-                if replica.log_tail(50).contains("config sync failed") {
+                if replica.log_tail(50).contains("beacon failed") {
                     Ok(())
                 } else {
-                    Err("no failed sync logged yet".to_string())
+                    Err("no failed beacon logged yet".to_string())
                 }
             },
         )
