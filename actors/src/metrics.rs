@@ -62,6 +62,33 @@ pub static MUTATIONS_COMMITTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static LEARN_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_learn_rounds_total",
+        "Learning rounds of learners on this node, by source (cache, log, checkpoint).",
+        &["node", "source"]
+    )
+    .expect("metric registers once")
+});
+
+pub static LEARN_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_learn_bytes_total",
+        "Bytes learners on this node received, by source.",
+        &["node", "source"]
+    )
+    .expect("metric registers once")
+});
+
+pub static LEARN_COMPLETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_replica_learn_completed_total",
+        "Learners on this node that caught up and asked to become secondaries.",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
 pub static META_TABLES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("aerie_meta_tables", "Available tables known to the meta server.")
         .expect("metric registers once")

@@ -6,11 +6,13 @@
 //! (`target/<profile>/aerie`), which `cargo test` builds along with the tests.
 
 mod cluster;
+mod http;
 mod process;
 mod replicas;
 mod wait;
 
 pub use cluster::{ProcessCluster, ProcessClusterOptions, ShellOutput};
+pub use http::{http_get, metrics, sample, try_http_get, wait_healthy};
 pub use process::{aerie_bin, free_port, AerieProcess};
-pub use replicas::{assert_replicas_identical, converged_checksums, wait_fully_healthy};
+pub use replicas::{assert_replicas_identical, converged_checksums, wait_commits_durable, wait_fully_healthy};
 pub use wait::wait_until;

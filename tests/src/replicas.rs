@@ -82,3 +82,38 @@ pub async fn wait_fully_healthy(client: &Client, table: &str, timeout: Duration)
     })
     .await
 }
+
+/// Waits until every replica of every partition durably records, in its own log, that everything
+/// its primary committed is committed: a crash now loses no knowledge of commits.
+pub async fn wait_commits_durable(client: &Client, app: &AppState, timeout: Duration) {
+    for partition in &app.partitions {
+        let gpid = partition.gpid;
+        let members: Vec<_> = partition.members().collect();
+        wait_until(
+            &format!("the commits of {gpid} to be durable everywhere"),
+            timeout,
+            || {
+                let members = members.clone();
+                async move {
+                    let mut points = Vec::new();
+                    for node in members {
+                        let infos = client
+                            .call_node(node, aerie_proto::replica::QueryReplicas {})
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        let info = infos.into_iter().find(|i| i.gpid == gpid).ok_or("replica missing")?;
+                        points.push((info.last_committed, info.durable_committed));
+                    }
+                    let committed = points.iter().map(|p| p.0).max().unwrap_or(0);
+                    if points.iter().all(|(c, d)| *c == committed && *d == committed) {
+                        Ok(())
+                    } else {
+                        Err(format!("(committed, durable) per member: {points:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+}

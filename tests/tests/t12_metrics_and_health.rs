@@ -1,32 +1,8 @@
 //! Every role answers `/metrics` (Prometheus text) and `/health` on its own port, and the metrics
 //! move with the traffic.
 
-use aerie_tests::{wait_until, ProcessCluster, ProcessClusterOptions};
-use std::io::{Read, Write};
+use aerie_tests::{http_get, sample, wait_until, ProcessCluster, ProcessClusterOptions};
 use std::time::Duration;
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the first sample whose line starts with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_on_every_role() {
@@ -40,14 +16,17 @@ async fn metrics_and_health_on_every_role() {
         assert!(table.get(format!("k{i}").as_bytes(), b"s").await.unwrap().is_some());
     }
 
-    let (status, health) = http_get(cluster.meta_addr.socket_addr(), "/health");
+    let (status, health) = http_get(cluster.meta_addr, "/health");
     assert_eq!((status, health.trim()), (200, "meta: serving"));
-    let (_, meta) = http_get(cluster.meta_addr.socket_addr(), "/metrics");
-    assert_eq!(sample(&meta, "aerie_meta_tables "), Some(1.0), "{meta}");
-    assert_eq!(sample(&meta, "aerie_meta_partitions "), Some(4.0));
-    assert_eq!(sample(&meta, "aerie_meta_nodes{status=\"alive\"}"), Some(3.0));
+    let (_, meta) = http_get(cluster.meta_addr, "/metrics");
+    assert_eq!(sample(&meta, "aerie_meta_tables "), 1.0, "{meta}");
+    assert_eq!(sample(&meta, "aerie_meta_partitions "), 4.0);
+    assert_eq!(sample(&meta, "aerie_meta_nodes{status=\"alive\"}"), 3.0);
     assert_eq!(
-        sample(&meta, "aerie_meta_partitions_by_health{health=\"fully_healthy\"}"),
+        Some(sample(
+            &meta,
+            "aerie_meta_partitions_by_health{health=\"fully_healthy\"}"
+        )),
         Some(4.0)
     );
 
@@ -61,7 +40,7 @@ async fn metrics_and_health_on_every_role() {
             "the replica server to report healthy",
             Duration::from_secs(10),
             || async {
-                let (status, body) = http_get(addr.socket_addr(), "/health");
+                let (status, body) = http_get(*addr, "/health");
                 if status == 200 && body.contains("beacon acknowledged") {
                     Ok(())
                 } else {
@@ -70,34 +49,29 @@ async fn metrics_and_health_on_every_role() {
             },
         )
         .await;
-        let (status, text) = http_get(addr.socket_addr(), "/metrics");
+        let (status, text) = http_get(*addr, "/metrics");
         assert_eq!(status, 200);
         let node = addr.to_string();
         puts += sample(
             &text,
             &format!("aerie_replica_requests_total{{node=\"{node}\",op=\"put\",outcome=\"ok\"}}"),
-        )
-        .unwrap_or(0.0);
+        );
         gets += sample(
             &text,
             &format!("aerie_replica_requests_total{{node=\"{node}\",op=\"get\",outcome=\"ok\"}}"),
-        )
-        .unwrap_or(0.0);
+        );
         log_bytes += sample(
             &text,
             &format!("aerie_replica_log_written_bytes_total{{node=\"{node}\"}}"),
-        )
-        .unwrap_or(0.0);
+        );
         primaries += sample(
             &text,
             &format!("aerie_replica_replicas{{node=\"{node}\",role=\"primary\"}}"),
-        )
-        .unwrap_or(0.0);
+        );
         replicas += sample(
             &text,
             &format!("aerie_replica_replicas{{node=\"{node}\",role=\"secondary\"}}"),
-        )
-        .unwrap_or(0.0);
+        );
         assert!(
             text.contains("aerie_replica_request_duration_seconds_bucket{op=\"put\""),
             "{text}"
@@ -111,6 +85,6 @@ async fn metrics_and_health_on_every_role() {
     assert_eq!((primaries, replicas), (4.0, 8.0));
     assert!(log_bytes > 0.0);
 
-    let (status, _) = http_get(cluster.meta_addr.socket_addr(), "/nothing");
+    let (status, _) = http_get(cluster.meta_addr, "/nothing");
     assert_eq!(status, 404);
 }

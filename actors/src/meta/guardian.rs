@@ -49,6 +49,12 @@ pub struct ClusterView<'a> {
     pub table_load: &'a BTreeMap<NodeAddr, NodeLoad>,
     /// When each node dropped out of this partition (meta clock), when known.
     pub dropped_at: &'a BTreeMap<NodeAddr, u64>,
+    /// When each live node last became alive (meta clock).
+    pub alive_since: &'a BTreeMap<NodeAddr, u64>,
+    /// A node dropped for failing is taken back cheaply only after it showed it is alive: it became
+    /// alive again after the drop, or it stayed alive this long after it (a full grace period, by
+    /// which a dead node would have been declared dead).
+    pub rejoin_after_ms: u64,
     /// Replicas of this partition that live nodes reported.
     pub reports: &'a BTreeMap<NodeAddr, ReplicaState>,
     /// The node this partition is already adding as a secondary, if any.
@@ -101,6 +107,13 @@ impl ClusterView<'_> {
             let (_, total) = self.load(*n);
             (total.primaries, total.replicas, *n)
         })
+    }
+
+    /// Whether a node that dropped out of this partition has shown it is alive since.
+    fn back_since_drop(&self, node: NodeAddr) -> bool {
+        let dropped = self.dropped_at.get(&node).copied().unwrap_or(0);
+        let since = self.alive_since.get(&node).copied().unwrap_or(0);
+        since > dropped || self.now_ms.saturating_sub(dropped) >= self.rejoin_after_ms
     }
 
     fn may_receive(&self, node: NodeAddr) -> bool {
@@ -214,7 +227,7 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
     // The node that dropped out most recently is the cheapest new secondary: it has most of the data.
     let last_dropped = config.last_drops.iter().rev().find(|n| !members.contains(n)).copied();
     if let Some(dropped) = last_dropped {
-        if view.may_receive(dropped) {
+        if view.may_receive(dropped) && view.back_since_drop(dropped) {
             return CureOutcome::Act(CureAction::AddSecondary(dropped));
         }
     }
@@ -241,6 +254,7 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
         .iter()
         .copied()
         .filter(|n| *n != primary && !members.contains(n) && view.may_receive(*n))
+        .filter(|n| Some(*n) != last_dropped || view.back_since_drop(*n))
         .min_by_key(|n| {
             let (table, total) = view.load(*n);
             (table.replicas, total.replicas, *n)

@@ -43,6 +43,14 @@ pub struct ReplicaOptions {
     /// The meta servers, for configuration requests.
     pub meta: super::MetaLocator,
     pub rpc_timeout: Duration,
+    /// Committed mutations a replica keeps in memory for learners.
+    pub learn_cache_mutations: usize,
+    /// A learner this close to the primary's committed decree joins at once.
+    pub learn_join_gap: Decree,
+    /// Bytes of mutations per learning round.
+    pub learn_batch_bytes: usize,
+    /// Checkpoint bytes per second a learner fetches (0 = unlimited).
+    pub learn_rate_limit_bytes: u64,
 }
 
 /// A secondary's pending answer to a prepare: sent once the mutation at that ballot is logged.
@@ -60,6 +68,8 @@ pub struct Replica {
     pub(super) node_label: String,
     pub(super) app: AppInfo,
     pub(super) dir: PathBuf,
+    /// The RocksDB directory in use, inside `dir`.
+    pub(super) data_dir: String,
     pub(super) network: Network,
     pub(super) options: Arc<ReplicaOptions>,
     pub(super) status: ReplicaStatus,
@@ -78,10 +88,20 @@ pub struct Replica {
     pub(super) write_waiters: HashMap<Decree, WriteWaiter>,
     pub(super) ack_waiters: HashMap<Decree, Vec<AckWaiter>>,
     pub(super) group_check_scheduled: bool,
+    /// The committed decree last written to the log as a marker.
+    pub(super) last_commit_marker: Decree,
+    /// The highest committed decree the log durably records.
+    pub(super) durable_committed: Decree,
     /// Secondaries with a round of prepare resends scheduled.
     pub(super) retry_scheduled: HashSet<NodeAddr>,
     /// A configuration request to the meta is under way (at most one at a time).
     pub(super) meta_request_in_flight: bool,
+    /// Primary: learners catching up from this replica.
+    pub(super) learners: HashMap<NodeAddr, super::learn_primary::LearnerSession>,
+    /// Recently committed mutations, for learners.
+    pub(super) committed_cache: std::collections::VecDeque<Arc<aerie_proto::replica::Mutation>>,
+    /// Learner: the session this replica is learning in.
+    pub(super) learning: Option<super::learner::LearningState>,
     /// Set when storage failed: the replica refuses everything until it is reopened.
     pub(super) broken: Option<String>,
     log_gc_running: bool,
@@ -93,13 +113,19 @@ impl Replica {
         for mutation in opened.uncommitted {
             list.restore_logged(mutation);
         }
-        let ReplicaManifest { gpid, app, ballot } = opened.manifest;
+        let ReplicaManifest {
+            gpid,
+            app,
+            ballot,
+            data_dir,
+        } = opened.manifest;
         Replica {
             gpid,
             me,
             node_label: me.to_string(),
             app,
             dir: opened.dir,
+            data_dir,
             network,
             options,
             status: ReplicaStatus::Inactive,
@@ -116,8 +142,13 @@ impl Replica {
             write_waiters: HashMap::new(),
             ack_waiters: HashMap::new(),
             group_check_scheduled: false,
+            last_commit_marker: opened.last_committed,
+            durable_committed: opened.last_committed,
             retry_scheduled: HashSet::new(),
             meta_request_in_flight: false,
+            learners: HashMap::new(),
+            committed_cache: Default::default(),
+            learning: None,
             broken: None,
             log_gc_running: false,
         }
@@ -128,6 +159,7 @@ impl Replica {
             ReplicaStatus::Primary => "primary",
             ReplicaStatus::Secondary => "secondary",
             ReplicaStatus::Inactive => "inactive",
+            ReplicaStatus::Learner => "learner",
         }
     }
 
@@ -253,7 +285,16 @@ impl Replica {
             other => {
                 if self.status == ReplicaStatus::Primary {
                     self.serving = false;
+                    self.forget_learners();
                     self.fail_waiters(ErrorCode::ERR_NOT_PRIMARY, "the primary stepped down");
+                }
+                if other == ReplicaStatus::Secondary {
+                    if self.learning.take().is_some() {
+                        info!(gpid = %self.gpid, ballot = self.ballot, "learner upgraded to secondary");
+                    }
+                } else if self.status == ReplicaStatus::Learner {
+                    // Not named by the configuration: keep learning (the meta added it as a learner).
+                    return Ok(());
                 }
                 self.set_status(other);
             }
@@ -262,11 +303,12 @@ impl Replica {
     }
 
     /// Writes the manifest with the current ballot, off the actor thread.
-    fn persist_manifest(&self) {
+    pub(super) fn persist_manifest(&self) {
         let manifest = ReplicaManifest {
             gpid: self.gpid,
             app: self.app.clone(),
             ballot: self.ballot,
+            data_dir: self.data_dir.clone(),
         };
         let dir = self.dir.clone();
         actix::spawn(async move {
@@ -356,6 +398,7 @@ impl Handler<GetInfo> for Replica {
             last_prepared: self.list.last_prepared(),
             last_committed: self.list.last_committed(),
             last_applied: self.last_applied,
+            durable_committed: self.durable_committed,
             data_dir: self.dir.display().to_string(),
         })
     }

@@ -2,7 +2,11 @@
 //! configurations; each `Replica` actor runs one partition's PacificA state machine.
 
 mod actor;
+pub mod learn_plan;
+mod learn_primary;
+mod learner;
 pub mod messages;
+pub use learner::BeginLearning;
 mod meta_locator;
 mod pipelines;
 pub mod prepare_list;

@@ -10,18 +10,26 @@
 use aerie_common::{Ballot, Decree, WireResult};
 use aerie_proto::data::WriteResult;
 use aerie_proto::replica::Mutation;
-use aerie_storage::{Engine, MutationLog};
+use aerie_storage::{Engine, LogItem, MutationLog};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 pub struct LogWritten {
     pub written: Vec<(Decree, Ballot)>,
+    /// The highest committed decree this batch records (in a marker or a mutation's header).
+    pub committed: Decree,
     pub result: Result<u64, String>,
+}
+
+/// A record waiting for the next group commit.
+enum Queued {
+    Mutation(Arc<Mutation>),
+    Committed(Decree),
 }
 
 pub struct LogPipeline {
     log: Arc<Mutex<MutationLog>>,
-    queued: Vec<Arc<Mutation>>,
+    queued: Vec<Queued>,
     in_flight: bool,
 }
 
@@ -39,7 +47,12 @@ impl LogPipeline {
     }
 
     pub fn enqueue(&mut self, mutation: Arc<Mutation>) {
-        self.queued.push(mutation);
+        self.queued.push(Queued::Mutation(mutation));
+    }
+
+    /// Records that everything up to `decree` is committed.
+    pub fn enqueue_commit_marker(&mut self, decree: Decree) {
+        self.queued.push(Queued::Committed(decree));
     }
 
     /// Starts writing everything queued, unless a write is already in flight.
@@ -51,14 +64,36 @@ impl LogPipeline {
         let batch = std::mem::take(&mut self.queued);
         let log = self.log.clone();
         Some(async move {
-            let written = batch.iter().map(|m| (m.decree, m.ballot)).collect();
+            let written = batch
+                .iter()
+                .filter_map(|q| match q {
+                    Queued::Mutation(m) => Some((m.decree, m.ballot)),
+                    Queued::Committed(_) => None,
+                })
+                .collect();
+            let committed = batch
+                .iter()
+                .map(|q| match q {
+                    Queued::Mutation(m) => m.last_committed,
+                    Queued::Committed(d) => *d,
+                })
+                .max()
+                .unwrap_or(0);
             let result = tokio::task::spawn_blocking(move || {
                 let mut log = log.lock().map_err(|_| "mutation log lock poisoned".to_string())?;
-                log.append(batch.iter().map(|m| m.as_ref())).map_err(|e| e.to_string())
+                let items = batch.iter().map(|q| match q {
+                    Queued::Mutation(m) => LogItem::Mutation(m),
+                    Queued::Committed(d) => LogItem::Committed(*d),
+                });
+                log.append_items(items).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("log task failed: {e}")));
-            LogWritten { written, result }
+            LogWritten {
+                written,
+                committed,
+                result,
+            }
         })
     }
 
@@ -89,6 +124,11 @@ impl ApplyPipeline {
 
     pub fn enqueue(&mut self, mutations: impl IntoIterator<Item = Arc<Mutation>>) {
         self.queued.extend(mutations);
+    }
+
+    /// Nothing queued and nothing being applied.
+    pub fn is_idle(&self) -> bool {
+        !self.in_flight && self.queued.is_empty()
     }
 
     pub fn start(&mut self) -> Option<impl Future<Output = Applied> + 'static> {

@@ -179,6 +179,30 @@ impl PrepareList {
         committed
     }
 
+    /// Primary: from now on `node` must acknowledge every uncommitted entry too (a learner joining).
+    pub fn add_member(&mut self, node: NodeAddr) {
+        for entry in self.entries.values_mut() {
+            entry.awaiting.insert(node);
+        }
+    }
+
+    /// Primary: `node` no longer has to acknowledge anything (a learner that failed).
+    pub fn remove_member(&mut self, node: NodeAddr) {
+        for entry in self.entries.values_mut() {
+            entry.awaiting.remove(&node);
+        }
+    }
+
+    /// Learner: everything up to `committed` is now known committed (applied from the primary's
+    /// copy); older local entries are dropped.
+    pub fn jump_to(&mut self, committed: Decree) {
+        if committed <= self.last_committed {
+            return;
+        }
+        self.entries = self.entries.split_off(&(committed + 1));
+        self.last_committed = committed;
+    }
+
     /// New primary: every uncommitted entry is re-proposed under `ballot` to `secondaries`.
     /// Returns the entries that must be logged again because their ballot changed.
     pub fn reconcile(&mut self, ballot: Ballot, secondaries: &[NodeAddr]) -> Vec<Arc<Mutation>> {
@@ -319,6 +343,40 @@ mod tests {
             list.ack(d, node(2), 2);
         }
         assert_eq!(decrees(&list.take_committable()), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_joining_learner_must_acknowledge_what_is_uncommitted() {
+        let mut list = PrepareList::new(0);
+        list.propose(mutation(1, 1), [node(2)]);
+        list.mark_logged(1, 1);
+        list.add_member(node(9));
+        list.ack(1, node(2), 1);
+        assert!(list.take_committable().is_empty(), "the learner has not acknowledged");
+        list.ack(1, node(9), 1);
+        assert_eq!(decrees(&list.take_committable()), vec![1]);
+        list.propose(mutation(2, 1), [node(2), node(9)]);
+        list.mark_logged(2, 1);
+        list.ack(2, node(2), 1);
+        list.remove_member(node(9));
+        assert_eq!(
+            decrees(&list.take_committable()),
+            vec![2],
+            "a failed learner holds nothing back"
+        );
+    }
+
+    #[test]
+    fn a_learner_jumps_to_the_committed_point_it_learned() {
+        let mut list = PrepareList::new(3);
+        list.restore_logged(mutation(4, 1));
+        list.restore_logged(mutation(9, 1));
+        list.jump_to(7);
+        assert_eq!(list.last_committed(), 7);
+        assert!(list.get(4).is_none(), "entries at or below the new point are gone");
+        assert!(list.get(9).is_some(), "later ones stay");
+        list.jump_to(5);
+        assert_eq!(list.last_committed(), 7, "never backwards");
     }
 
     #[test]

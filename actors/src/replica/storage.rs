@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  <data_dir>/replica/<app_id>.<pidx>/
-//!      manifest.json   table, gpid, last known ballot (enough to reopen before the meta answers)
+//!      manifest.json   table, gpid, last known ballot, and which data directory is current
 //!      rdb/            RocksDB: the data and, in the same batches, the last applied decree
+//!                      (after learning from a checkpoint: rdb.<n>, as the manifest says)
 //!      plog/           the mutation log
 //! ```
 //!
@@ -27,6 +28,13 @@ pub struct ReplicaManifest {
     pub gpid: Gpid,
     pub app: AppInfo,
     pub ballot: Ballot,
+    /// The RocksDB directory in use, relative to the replica's directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+}
+
+pub fn default_data_dir() -> String {
+    "rdb".to_string()
 }
 
 pub struct OpenedReplica {
@@ -118,7 +126,17 @@ pub fn open_replica(
     log_options: LogOptions,
 ) -> Result<OpenedReplica, StorageError> {
     let mut manifest = read_manifest(dir)?;
-    let engine = Engine::open(&dir.join("rdb"), engine_options)?;
+    // Leftovers of learning interrupted by a crash: checkpoints served or fetched, and data
+    // directories that are no longer (or not yet) the current one.
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_data = name.starts_with("rdb") && name != manifest.data_dir;
+        if name == "learn" || stale_data {
+            fs::remove_dir_all(entry.path()).map_err(io_err(&entry.path()))?;
+        }
+    }
+    let engine = Engine::open(&dir.join(&manifest.data_dir), engine_options)?;
     let applied = engine.last_applied_decree()?;
     let replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
 
@@ -133,6 +151,7 @@ pub fn open_replica(
         .map(|m| m.last_committed)
         .max()
         .unwrap_or(0)
+        .max(replayed_log.committed_marker)
         .max(applied);
     let mut to_apply = Vec::new();
     for decree in applied + 1..=committed {
@@ -193,6 +212,7 @@ mod tests {
                 envs: Default::default(),
             },
             ballot: 1,
+            data_dir: default_data_dir(),
         }
     }
 
@@ -260,6 +280,20 @@ mod tests {
             list_replica_dirs(root.path()).unwrap(),
             vec![(Gpid::new(1, 0), dir.clone())]
         );
+    }
+
+    #[test]
+    fn a_commit_marker_makes_the_tail_committed_on_reopening() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        opened.log.append(&[mutation(1, 0), mutation(2, 1)]).unwrap();
+        opened.log.append_items([aerie_storage::LogItem::Committed(2)]).unwrap();
+        drop(opened);
+        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        assert_eq!(opened.last_committed, 2, "the marker says 2 is committed");
+        assert!(opened.uncommitted.is_empty());
+        assert_eq!(opened.engine.last_applied_decree().unwrap(), 2);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! two configuration messages can never race to create the same replica.
 
 use super::actor::{Replica, ReplicaOptions};
+use super::learner::BeginLearning;
 use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::storage::{
     create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
@@ -20,9 +21,10 @@ use crate::lease::Lease;
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
 use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
+use aerie_proto::learn::{FetchCheckpointChunk, LearnCompleted, LearnRequest, StartLearning};
 use aerie_proto::meta::{AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport};
 use aerie_proto::replica::{
-    ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
+    AddLearner, ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
 };
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
 use std::collections::HashMap;
@@ -155,6 +157,11 @@ impl ReplicaStub {
         route::<Prepare>(&mut endpoint, &router, |r| r.mutation.gpid);
         route::<GroupCheck>(&mut endpoint, &router, |r| r.gpid);
         route::<ReplicaChecksum>(&mut endpoint, &router, |r| r.gpid);
+        route::<AddLearner>(&mut endpoint, &router, |r| r.gpid);
+        route::<LearnRequest>(&mut endpoint, &router, |r| r.gpid);
+        route::<FetchCheckpointChunk>(&mut endpoint, &router, |r| r.gpid);
+        route::<LearnCompleted>(&mut endpoint, &router, |r| r.gpid);
+        endpoint.handle_actor::<StartLearning, _>(stub.clone());
         endpoint.handle_actor::<ConfigUpdate, _>(stub.clone());
         endpoint.handle_actor::<QueryReplicas, _>(stub);
         endpoint
@@ -202,7 +209,12 @@ impl ReplicaStub {
         }
         let data_dir = self.choose_data_dir(gpid.app_id);
         let dir = replica_dir(&self.params.data_dirs[data_dir], gpid);
-        let manifest = ReplicaManifest { gpid, app, ballot };
+        let manifest = ReplicaManifest {
+            gpid,
+            app,
+            ballot,
+            data_dir: super::storage::default_data_dir(),
+        };
         let options = self.params.options.clone();
         let open = tokio::task::spawn_blocking(move || {
             if dir.join("manifest.json").exists() {
@@ -493,6 +505,44 @@ impl Handler<Inbound<ConfigUpdate>> for ReplicaStub {
         } else {
             self.serve_partition(update.app, update.config)
         };
+        AtomicResponse::new(work)
+    }
+}
+
+impl Handler<Inbound<StartLearning>> for ReplicaStub {
+    type Result = AtomicResponse<Self, WireResult<()>>;
+
+    fn handle(&mut self, Inbound(start): Inbound<StartLearning>, _: &mut Self::Context) -> Self::Result {
+        if !self.lease_held {
+            return AtomicResponse::new(
+                fut::ready(Err(WireError::new(
+                    ErrorCode::ERR_INVALID_STATE,
+                    format!("{} holds no lease; it cannot learn now", self.params.me),
+                )))
+                .boxed_local(),
+            );
+        }
+        let StartLearning {
+            app,
+            gpid,
+            ballot,
+            primary,
+        } = start;
+        let work = self
+            .ensure_replica(app.clone(), gpid, ballot)
+            .then(move |replica, act, _| {
+                async move {
+                    match replica {
+                        Ok(addr) => addr
+                            .send(BeginLearning { app, ballot, primary })
+                            .await
+                            .unwrap_or_else(|e| Err(mailbox_error(e))),
+                        Err(e) => Err(e),
+                    }
+                }
+                .into_actor(act)
+            })
+            .boxed_local();
         AtomicResponse::new(work)
     }
 }

@@ -62,17 +62,17 @@ impl Replica {
             timestamp_secs: wall_secs_now(),
             ops,
         });
-        let secondaries = self.secondaries();
-        self.list.propose(mutation.clone(), secondaries.iter().copied());
+        let targets = self.prepare_targets();
+        self.list.propose(mutation.clone(), targets.iter().copied());
         self.log.enqueue(mutation.clone());
         self.kick_log(ctx);
-        for secondary in secondaries {
-            self.send_prepare(secondary, mutation.clone(), ctx);
+        for target in targets {
+            self.send_prepare(target, mutation.clone(), ctx);
         }
         decree
     }
 
-    fn send_prepare(&self, to: NodeAddr, mutation: Arc<Mutation>, ctx: &mut Context<Self>) {
+    pub(super) fn send_prepare(&self, to: NodeAddr, mutation: Arc<Mutation>, ctx: &mut Context<Self>) {
         let network = self.network.clone();
         let request = Prepare {
             mutation: Mutation {
@@ -109,7 +109,7 @@ impl Replica {
                 return;
             }
             // The secondary knows a newer ballot: this primary's view is stale.
-            Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => {
+            Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION && !self.is_learner(from) => {
                 warn!(gpid = %self.gpid, ballot, secondary = %from, error = %e, "a secondary is at a newer ballot; refreshing the configuration");
                 self.refresh_config(ctx);
                 return;
@@ -117,6 +117,9 @@ impl Replica {
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
+        if self.is_learner(from) {
+            return self.drop_learner(from, &format!("a prepare failed: {failure}"), ctx);
+        }
         self.request_removal(from, ctx);
         // One retry round per secondary, however many prepares to it failed.
         if self.retry_scheduled.insert(from) {
@@ -165,6 +168,7 @@ impl Replica {
             }
             Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}")),
         }
+        self.durable_committed = self.durable_committed.max(written.committed);
         for (decree, ballot) in written.written {
             self.list.mark_logged(decree, ballot);
             if let Some(waiters) = self.ack_waiters.remove(&decree) {
@@ -185,15 +189,18 @@ impl Replica {
     }
 
     /// Primary: commits what is logged and acked everywhere, in decree order.
-    fn try_commit(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn try_commit(&mut self, ctx: &mut Context<Self>) {
         let committed = self.list.take_committable();
         if committed.is_empty() {
             return;
         }
+        // Remembered as they commit (not as they apply): a learner joining now gets all of them.
+        self.remember_committed(&committed);
         self.apply.enqueue(committed);
         self.kick_apply(ctx);
         if self.list.uncommitted_count() == 0 {
             self.schedule_group_check(ctx);
+            self.note_commit_point(ctx);
         }
         if !self.serving && self.list.uncommitted_count() == 0 && self.status == ReplicaStatus::Primary {
             self.serving = true;
@@ -201,11 +208,23 @@ impl Replica {
         }
     }
 
-    fn commit_as_secondary(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn commit_as_secondary(&mut self, ctx: &mut Context<Self>) {
         let committed = self.list.commit_up_to(self.primary_committed);
         if !committed.is_empty() {
+            self.remember_committed(&committed);
             self.apply.enqueue(committed);
             self.kick_apply(ctx);
+        }
+    }
+
+    /// Writes the committed decree to the log when no mutation is about to carry it, so that a
+    /// restart knows exactly what it may apply (and a rejoin need not learn its own last writes).
+    fn note_commit_point(&mut self, ctx: &mut Context<Self>) {
+        let committed = self.list.last_committed();
+        if committed > self.last_commit_marker {
+            self.last_commit_marker = committed;
+            self.log.enqueue_commit_marker(committed);
+            self.kick_log(ctx);
         }
     }
 
@@ -285,6 +304,8 @@ impl Replica {
     /// Takes the primary role: re-proposes every uncommitted mutation under the current ballot and
     /// serves once they are all committed.
     pub(super) fn become_primary(&mut self, ctx: &mut Context<Self>) {
+        self.forget_learners();
+        self.learning = None;
         self.set_status(ReplicaStatus::Primary);
         self.serving = false;
         self.ack_waiters.clear();
@@ -435,6 +456,7 @@ impl Handler<Inbound<GroupCheck>> for Replica {
         }
         self.primary_committed = self.primary_committed.max(check.last_committed);
         self.commit_as_secondary(ctx);
+        self.note_commit_point(ctx);
         Ok(())
     }
 }

@@ -157,6 +157,8 @@ pub struct ReplicationConfig {
     pub rocksdb_block_cache_mb: u64,
     pub rocksdb_write_buffer_mb: u64,
     pub rocksdb_memtable_budget_mb: u64,
+    pub learn_cache_mutations: u64,
+    pub learn_rate_limit_mb: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -181,6 +183,8 @@ impl Default for ReplicationConfig {
             rocksdb_block_cache_mb: 256,
             rocksdb_write_buffer_mb: 16,
             rocksdb_memtable_budget_mb: 512,
+            learn_cache_mutations: 10_000,
+            learn_rate_limit_mb: 100,
         }
     }
 }

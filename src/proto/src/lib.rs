@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod data;
+pub mod learn;
 pub mod meta;
 pub mod replica;
 

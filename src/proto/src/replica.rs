@@ -77,6 +77,8 @@ pub enum ReplicaStatus {
     Inactive,
     Primary,
     Secondary,
+    /// Catching up from the primary before it becomes a secondary.
+    Learner,
 }
 
 impl std::fmt::Display for ReplicaStatus {
@@ -85,6 +87,7 @@ impl std::fmt::Display for ReplicaStatus {
             ReplicaStatus::Inactive => "inactive",
             ReplicaStatus::Primary => "primary",
             ReplicaStatus::Secondary => "secondary",
+            ReplicaStatus::Learner => "learner",
         })
     }
 }
@@ -98,6 +101,8 @@ pub struct ReplicaInfo {
     pub last_prepared: Decree,
     pub last_committed: Decree,
     pub last_applied: Decree,
+    /// The committed decree the replica's log durably records: what a restart can apply at once.
+    pub durable_committed: Decree,
     pub data_dir: String,
 }
 

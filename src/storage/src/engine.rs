@@ -148,6 +148,13 @@ impl Engine {
         self.db.flush().map_err(self.rocks())
     }
 
+    /// A consistent copy of the data in `dir` (hard links where possible), with the applied decree
+    /// it reflects, for a new replica to start from.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StorageError> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(self.rocks())?;
+        checkpoint.create_checkpoint(dir).map_err(self.rocks())
+    }
+
     /// Approximate bytes on disk (SST files).
     pub fn disk_bytes(&self) -> u64 {
         self.db

@@ -18,4 +18,4 @@ mod log;
 
 pub use engine::{Engine, EngineOptions, ReplicaChecksum};
 pub use error::StorageError;
-pub use log::{LogOptions, MutationLog, ReplayedLog};
+pub use log::{op_size, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};

@@ -1,5 +1,7 @@
 //! The mutation log of one replica: numbered segment files `log.00000001`, ... each a sequence of
-//! records `[payload length: u32 LE][crc32c(payload): u32 LE][payload: bincode(Mutation)]`.
+//! records `[payload length: u32 LE][crc32c(payload): u32 LE][payload: bincode(LogRecord)]`. A record
+//! is a mutation, or a commit marker saying which decree is known committed (written when no
+//! mutation is about to carry that news, so that a restart knows exactly what it may apply).
 //!
 //! `append` writes a whole group of mutations with one write and (in fsync mode) one `fdatasync`:
 //! that is the group commit. `open` replays every segment; a torn or corrupt record in the last
@@ -10,6 +12,7 @@ use crate::error::StorageError;
 use aerie_common::Decree;
 use aerie_proto::replica::Mutation;
 use crc::{Crc, CRC_32_ISCSI};
+use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +34,18 @@ struct Segment {
     index: u64,
     path: PathBuf,
     bytes: u64,
+    /// Smallest and largest decree recorded in the segment (0 when empty).
+    min_decree: Decree,
     max_decree: Decree,
+}
+
+/// A consistent view of the log's segments at one moment, readable without holding the log: only
+/// the bytes that were complete records at that moment are read.
+#[derive(Debug, Clone)]
+pub struct LogSnapshot {
+    segments: Vec<(PathBuf, u64)>,
+    /// The smallest decree the log still holds, if any.
+    pub first_decree: Option<Decree>,
 }
 
 pub struct MutationLog {
@@ -41,11 +55,28 @@ pub struct MutationLog {
     current: File,
 }
 
+/// One record of the log, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRecord {
+    Mutation(Mutation),
+    /// Every decree up to this one is committed.
+    Committed(Decree),
+}
+
+/// One record to append; encodes exactly as the matching [`LogRecord`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum LogItem<'a> {
+    Mutation(&'a Mutation),
+    Committed(Decree),
+}
+
 /// The log, opened for appending, and what it held.
 pub struct ReplayedLog {
     pub log: MutationLog,
     /// Mutations with a decree above `replay_after`, in log order (a later record for a decree wins).
     pub mutations: Vec<Mutation>,
+    /// The highest commit marker in the log (0 if none).
+    pub committed_marker: Decree,
     /// Bytes cut off a torn tail.
     pub truncated_bytes: u64,
 }
@@ -58,10 +89,10 @@ fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("log.{index:08}"))
 }
 
-/// Appends one record for `mutation` to `out`.
-pub(crate) fn encode_record(mutation: &Mutation, out: &mut Vec<u8>) -> Result<(), StorageError> {
-    let payload = bincode::serde::encode_to_vec(mutation, codec())
-        .map_err(|e| StorageError::Corrupt(format!("cannot encode mutation: {e}")))?;
+/// Appends one record to `out`.
+pub(crate) fn encode_record(item: LogItem<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
+    let payload = bincode::serde::encode_to_vec(item, codec())
+        .map_err(|e| StorageError::Corrupt(format!("cannot encode a log record: {e}")))?;
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&CRC32C.checksum(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
@@ -69,7 +100,7 @@ pub(crate) fn encode_record(mutation: &Mutation, out: &mut Vec<u8>) -> Result<()
 }
 
 /// Parses records from `bytes`: the good ones, and where (and why) parsing stopped early, if it did.
-pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<Mutation>, Option<(u64, String)>) {
+pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<LogRecord>, Option<(u64, String)>) {
     let mut mutations = Vec::new();
     let mut offset = 0usize;
     while offset < bytes.len() {
@@ -90,7 +121,7 @@ pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<Mutation>, Option<(u64, Strin
         if CRC32C.checksum(payload) != crc {
             return (mutations, bad("checksum mismatch"));
         }
-        match bincode::serde::decode_from_slice::<Mutation, _>(payload, codec()) {
+        match bincode::serde::decode_from_slice::<LogRecord, _>(payload, codec()) {
             Ok((mutation, used)) if used == len => mutations.push(mutation),
             _ => return (mutations, bad("undecodable record")),
         }
@@ -130,6 +161,7 @@ impl MutationLog {
         let found = list_segments(dir)?;
         let mut segments = Vec::with_capacity(found.len());
         let mut mutations = Vec::new();
+        let mut committed_marker = 0;
         let mut truncated_bytes = 0;
         let last = found.len().saturating_sub(1);
         for (position, (index, path)) in found.into_iter().enumerate() {
@@ -153,12 +185,26 @@ impl MutationLog {
                 truncated_bytes = size - offset;
                 size = offset;
             }
-            let max_decree = records.iter().map(|m| m.decree).max().unwrap_or(0);
-            mutations.extend(records.into_iter().filter(|m| m.decree > replay_after));
+            let decrees = || {
+                records.iter().filter_map(|r| match r {
+                    LogRecord::Mutation(m) => Some(m.decree),
+                    LogRecord::Committed(_) => None,
+                })
+            };
+            let max_decree = decrees().max().unwrap_or(0);
+            let min_decree = decrees().min().unwrap_or(0);
+            for record in records {
+                match record {
+                    LogRecord::Mutation(m) if m.decree > replay_after => mutations.push(m),
+                    LogRecord::Mutation(_) => {}
+                    LogRecord::Committed(d) => committed_marker = committed_marker.max(d),
+                }
+            }
             segments.push(Segment {
                 index,
                 path,
                 bytes: size,
+                min_decree,
                 max_decree,
             });
         }
@@ -170,6 +216,7 @@ impl MutationLog {
                 index: 1,
                 path,
                 bytes: 0,
+                min_decree: 0,
                 max_decree: 0,
             });
         }
@@ -186,17 +233,27 @@ impl MutationLog {
                 current,
             },
             mutations,
+            committed_marker,
             truncated_bytes,
         })
     }
 
     /// Appends a group of mutations durably (per the sync option); returns the bytes written.
     pub fn append<'a>(&mut self, mutations: impl IntoIterator<Item = &'a Mutation>) -> Result<u64, StorageError> {
+        self.append_items(mutations.into_iter().map(LogItem::Mutation))
+    }
+
+    /// Appends a group of records (mutations and commit markers) as one group commit.
+    pub fn append_items<'a>(&mut self, items: impl IntoIterator<Item = LogItem<'a>>) -> Result<u64, StorageError> {
         let mut buf = Vec::new();
         let mut newest = 0;
-        for mutation in mutations {
-            encode_record(mutation, &mut buf)?;
-            newest = newest.max(mutation.decree);
+        let mut oldest = Decree::MAX;
+        for item in items {
+            encode_record(item, &mut buf)?;
+            if let LogItem::Mutation(mutation) = item {
+                newest = newest.max(mutation.decree);
+                oldest = oldest.min(mutation.decree);
+            }
         }
         if buf.is_empty() {
             return Ok(0);
@@ -212,6 +269,9 @@ impl MutationLog {
         }
         segment.bytes += buf.len() as u64;
         segment.max_decree = segment.max_decree.max(newest);
+        if oldest != Decree::MAX && (segment.min_decree == 0 || oldest < segment.min_decree) {
+            segment.min_decree = oldest;
+        }
         Ok(buf.len() as u64)
     }
 
@@ -235,9 +295,29 @@ impl MutationLog {
             index,
             path,
             bytes: 0,
+            min_decree: 0,
             max_decree: 0,
         });
         Ok(())
+    }
+
+    /// Deletes every segment and starts an empty one: for a replica whose engine is about to be
+    /// rebuilt from another replica, whose own history is then worthless (or wrong).
+    pub fn reset(&mut self) -> Result<(), StorageError> {
+        self.roll()?;
+        let current = self.segments.len() - 1;
+        for segment in self.segments.drain(..current) {
+            fs::remove_file(&segment.path).map_err(StorageError::io(&segment.path))?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// The segments as they are now, to read outside the log's lock.
+    pub fn snapshot(&self) -> LogSnapshot {
+        LogSnapshot {
+            segments: self.segments.iter().map(|s| (s.path.clone(), s.bytes)).collect(),
+            first_decree: self.segments.iter().map(|s| s.min_decree).find(|d| *d > 0),
+        }
     }
 
     /// Deletes closed segments whose every mutation is at or below `durable_decree`.
@@ -259,6 +339,65 @@ impl MutationLog {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+}
+
+impl LogSnapshot {
+    /// The mutations `after + 1 ..= up_to`, in decree order, as the log holds them last (a later
+    /// record for a decree replaces an earlier one), stopping once `max_bytes` are gathered. The
+    /// result is contiguous from `after + 1`; it is empty when the log does not reach back that far.
+    pub fn read_range(&self, after: Decree, up_to: Decree, max_bytes: usize) -> Result<Vec<Mutation>, StorageError> {
+        let mut by_decree: std::collections::BTreeMap<Decree, Mutation> = std::collections::BTreeMap::new();
+        for (path, len) in &self.segments {
+            let mut bytes = vec![0u8; *len as usize];
+            let read = File::open(path).and_then(|mut f| f.read_exact(&mut bytes));
+            match read {
+                Ok(()) => {}
+                // Deleted by log GC since the snapshot: older than anything asked for.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io(path)(e)),
+            }
+            let (records, _) = decode_records(&bytes);
+            for record in records {
+                if let LogRecord::Mutation(mutation) = record {
+                    if mutation.decree > after && mutation.decree <= up_to {
+                        by_decree.insert(mutation.decree, mutation);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        for (expected, (decree, mutation)) in (after + 1..).zip(by_decree) {
+            if decree != expected || (size >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            size += mutation.ops.iter().map(op_size).sum::<usize>() + 64;
+            out.push(mutation);
+        }
+        Ok(out)
+    }
+}
+
+/// Roughly how many bytes an operation carries, for batching.
+pub fn op_size(op: &aerie_proto::data::WriteOp) -> usize {
+    use aerie_proto::data::WriteOp;
+    match op {
+        WriteOp::Put {
+            hash_key,
+            sort_key,
+            value,
+            ..
+        } => hash_key.len() + sort_key.len() + value.len(),
+        WriteOp::MultiPut { hash_key, kvs, .. } => {
+            hash_key.len() + kvs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        }
+        WriteOp::Remove { hash_key, sort_key } => hash_key.len() + sort_key.len(),
+        WriteOp::MultiRemove { hash_key, sort_keys } => hash_key.len() + sort_keys.iter().map(Vec::len).sum::<usize>(),
+        WriteOp::Incr { hash_key, sort_key, .. } => hash_key.len() + sort_key.len() + 8,
+        WriteOp::CheckAndSet(cas) => {
+            cas.hash_key.len() + cas.check_sort_key.len() + cas.set_sort_key.len() + cas.set_value.len()
+        }
     }
 }
 
@@ -289,25 +428,44 @@ mod tests {
         sync: true,
     };
 
+    fn record(decree: Decree) -> LogRecord {
+        LogRecord::Mutation(mutation(decree))
+    }
+
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode_record(&mutation(1), &mut buf).unwrap();
-        encode_record(&mutation(2), &mut buf).unwrap();
+        encode_record(LogItem::Mutation(&mutation(1)), &mut buf).unwrap();
+        encode_record(LogItem::Committed(1), &mut buf).unwrap();
+        encode_record(LogItem::Mutation(&mutation(2)), &mut buf).unwrap();
         let (records, stopped) = decode_records(&buf);
-        assert_eq!(records, vec![mutation(1), mutation(2)]);
+        assert_eq!(records, vec![record(1), LogRecord::Committed(1), record(2)]);
         assert!(stopped.is_none());
+    }
+
+    #[test]
+    fn the_highest_commit_marker_is_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), OPTIONS, 0).unwrap().log;
+        log.append(&[mutation(1), mutation(2)]).unwrap();
+        log.append_items([LogItem::Committed(2)]).unwrap();
+        log.append_items([LogItem::Mutation(&mutation(3)), LogItem::Committed(1)])
+            .unwrap();
+        drop(log);
+        let replayed = MutationLog::open(dir.path(), OPTIONS, 0).unwrap();
+        assert_eq!(replayed.committed_marker, 2);
+        assert_eq!(replayed.mutations.len(), 3, "markers are not mutations");
     }
 
     #[test]
     fn every_torn_prefix_is_detected() {
         let mut buf = Vec::new();
-        encode_record(&mutation(1), &mut buf).unwrap();
+        encode_record(LogItem::Mutation(&mutation(1)), &mut buf).unwrap();
         let first_len = buf.len();
-        encode_record(&mutation(2), &mut buf).unwrap();
+        encode_record(LogItem::Mutation(&mutation(2)), &mut buf).unwrap();
         for cut in first_len + 1..buf.len() {
             let (records, stopped) = decode_records(&buf[..cut]);
-            assert_eq!(records, vec![mutation(1)], "cut at {cut}");
+            assert_eq!(records, vec![record(1)], "cut at {cut}");
             assert_eq!(stopped.unwrap().0, first_len as u64);
         }
     }
@@ -315,7 +473,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_is_detected() {
         let mut buf = Vec::new();
-        encode_record(&mutation(1), &mut buf).unwrap();
+        encode_record(LogItem::Mutation(&mutation(1)), &mut buf).unwrap();
         let last = buf.len() - 1;
         buf[last] ^= 0x01;
         let (records, stopped) = decode_records(&buf);
@@ -424,5 +582,92 @@ mod tests {
             "{decrees:?}"
         );
         assert!(decrees.iter().all(|d| *d > 0));
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::*;
+    use aerie_common::Gpid;
+    use aerie_proto::data::WriteOp;
+
+    fn mutation(decree: Decree, ballot: i64) -> Mutation {
+        Mutation {
+            gpid: Gpid::new(1, 0),
+            ballot,
+            decree,
+            last_committed: decree - 1,
+            timestamp_secs: 0,
+            ops: vec![WriteOp::Put {
+                hash_key: b"h".to_vec(),
+                sort_key: decree.to_string().into_bytes(),
+                value: vec![1; 50],
+                ttl_secs: 0,
+            }],
+        }
+    }
+
+    const SMALL: LogOptions = LogOptions {
+        segment_bytes: 300,
+        sync: false,
+    };
+
+    #[test]
+    fn a_snapshot_reads_a_contiguous_range_across_segments_with_the_newest_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), SMALL, 0).unwrap().log;
+        for decree in 1..=10 {
+            log.append(&[mutation(decree, 1)]).unwrap();
+        }
+        log.append(&[mutation(7, 2)]).unwrap(); // decree 7 re-proposed under ballot 2
+        assert!(log.segment_count() > 2);
+        let snapshot = log.snapshot();
+        assert_eq!(snapshot.first_decree, Some(1));
+        let read = snapshot.read_range(3, 9, usize::MAX).unwrap();
+        assert_eq!(
+            read.iter().map(|m| m.decree).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7, 8, 9]
+        );
+        assert_eq!(read[3].ballot, 2, "the later record of decree 7 wins");
+        let limited = snapshot.read_range(0, 10, 150).unwrap();
+        assert!(
+            !limited.is_empty() && limited.len() < 10,
+            "a byte budget cuts the batch"
+        );
+        assert_eq!(limited[0].decree, 1);
+    }
+
+    #[test]
+    fn a_range_the_log_no_longer_holds_reads_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), SMALL, 0).unwrap().log;
+        for decree in 1..=10 {
+            log.append(&[mutation(decree, 1)]).unwrap();
+        }
+        log.gc(5).unwrap();
+        let snapshot = log.snapshot();
+        let first = snapshot.first_decree.unwrap();
+        assert!(first > 1, "gc removed the oldest decrees");
+        assert!(
+            snapshot.read_range(0, 10, usize::MAX).unwrap().is_empty(),
+            "no gap-free start at 1"
+        );
+        assert_eq!(snapshot.read_range(first - 1, 10, usize::MAX).unwrap()[0].decree, first);
+    }
+
+    #[test]
+    fn reset_leaves_an_empty_log_that_takes_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), SMALL, 0).unwrap().log;
+        for decree in 1..=5 {
+            log.append(&[mutation(decree, 1)]).unwrap();
+        }
+        log.reset().unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.snapshot().first_decree, None);
+        log.append(&[mutation(100, 3)]).unwrap();
+        drop(log);
+        let replayed = MutationLog::open(dir.path(), SMALL, 0).unwrap();
+        assert_eq!(replayed.mutations, vec![mutation(100, 3)]);
     }
 }

@@ -23,6 +23,7 @@ struct World {
     total_load: BTreeMap<NodeAddr, NodeLoad>,
     table_load: BTreeMap<NodeAddr, NodeLoad>,
     dropped_at: BTreeMap<NodeAddr, u64>,
+    alive_since: BTreeMap<NodeAddr, u64>,
     reports: BTreeMap<NodeAddr, ReplicaState>,
     adding: Option<NodeAddr>,
     adds_per_node: BTreeMap<NodeAddr, u32>,
@@ -37,6 +38,7 @@ impl World {
             total_load: BTreeMap::new(),
             table_load: BTreeMap::new(),
             dropped_at: BTreeMap::new(),
+            alive_since: BTreeMap::new(),
             reports: BTreeMap::new(),
             adding: None,
             adds_per_node: BTreeMap::new(),
@@ -58,6 +60,8 @@ impl World {
                 total_load: &self.total_load,
                 table_load: &self.table_load,
                 dropped_at: &self.dropped_at,
+                alive_since: &self.alive_since,
+                rejoin_after_ms: 10_000,
                 reports: &self.reports,
                 adding: self.adding,
                 adds_per_node: &self.adds_per_node,
@@ -234,7 +238,28 @@ fn the_dropped_node_is_taken_back_as_soon_as_it_returns() {
     let mut partition = config(Some(1), &[2]);
     partition.last_drops = vec![node(3)];
     world.dropped_at.insert(node(3), world.now_ms - 1_000);
+    world.alive_since.insert(node(3), world.now_ms - 500);
     assert_eq!(world.cure(&partition), act(CureAction::AddSecondary(node(3))));
+}
+
+#[test]
+fn a_node_dropped_for_failing_is_not_taken_back_before_it_shows_it_is_alive() {
+    // The primary dropped it; the failure detector has not declared it dead (yet).
+    let mut world = World::new(&[1, 2, 3, 4]);
+    let mut partition = config(Some(1), &[2]);
+    partition.last_drops = vec![node(3)];
+    world.alive_since.insert(node(3), world.now_ms - 60_000);
+    world.dropped_at.insert(node(3), world.now_ms - 1_000);
+    assert!(
+        waits(&world.cure(&partition), "waiting"),
+        "neither it nor another node yet"
+    );
+    world.dropped_at.insert(node(3), world.now_ms - 10_000);
+    assert_eq!(
+        world.cure(&partition),
+        act(CureAction::AddSecondary(node(3))),
+        "alive a whole grace period since"
+    );
 }
 
 #[test]

@@ -74,6 +74,8 @@ impl ServerState {
                     total_load: &total_load,
                     table_load: &table_load,
                     dropped_at: self.dropped_at.get(&partition.gpid).unwrap_or(&empty_drops),
+                    alive_since: &self.alive_since,
+                    rejoin_after_ms: self.params.fd_grace.as_millis() as u64,
                     reports: self.reports.get(&partition.gpid).unwrap_or(&empty_reports),
                     adding: self.adding.get(&partition.gpid).map(|a| a.node),
                     adds_per_node: &adds_per_node,

@@ -84,6 +84,8 @@ pub struct ServerState {
     reports: BTreeMap<Gpid, BTreeMap<NodeAddr, ReplicaState>>,
     /// When each node dropped out of each partition (this process's clock; not persisted).
     dropped_at: BTreeMap<Gpid, BTreeMap<NodeAddr, u64>>,
+    /// When each node last became alive (this process's clock).
+    alive_since: BTreeMap<NodeAddr, u64>,
     adding: BTreeMap<Gpid, Adding>,
     knobs: CureKnobs,
     cure_scheduled: bool,
@@ -122,6 +124,7 @@ impl ServerState {
             failure_detector,
             reports: BTreeMap::new(),
             dropped_at: BTreeMap::new(),
+            alive_since: BTreeMap::new(),
             adding: BTreeMap::new(),
             knobs,
             cure_scheduled: false,
@@ -157,8 +160,10 @@ impl ServerState {
             .available_apps()
             .flat_map(|a| a.partitions.iter().flat_map(|p| p.members().collect::<Vec<_>>()))
             .collect();
+        let now = self.params.clock.now_ms();
         for node in &named {
             self.nodes.entry(*node).or_insert(true);
+            self.alive_since.entry(*node).or_insert(now);
         }
         self.failure_detector.do_send(RememberNodes(named));
         self.loaded = true;

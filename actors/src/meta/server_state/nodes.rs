@@ -19,6 +19,7 @@ impl Handler<NodeLiveness> for ServerState {
         }
         if event.alive {
             info!(node = %event.node, "node alive");
+            self.alive_since.insert(event.node, self.params.clock.now_ms());
         } else {
             warn!(node = %event.node, "node dead; curing its partitions");
             for reports in self.reports.values_mut() {

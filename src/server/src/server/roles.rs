@@ -205,6 +205,10 @@ pub fn start_replica(
         engine_options: shared.engine_options.clone(),
         meta: MetaLocator::new(config.meta_server.server_list()),
         rpc_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
+        learn_cache_mutations: repl.learn_cache_mutations as usize,
+        learn_join_gap: (repl.learn_cache_mutations / 2).max(1) as i64,
+        learn_batch_bytes: 4 * 1024 * 1024,
+        learn_rate_limit_bytes: repl.learn_rate_limit_mb * MB,
     });
     let last_beacon_ack_ms = Arc::new(AtomicU64::new(0));
     let stub = ReplicaStub::new(ReplicaStubParams {

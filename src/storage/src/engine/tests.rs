@@ -341,3 +341,22 @@ fn checksums_agree_exactly_when_data_agrees() {
     apply_one(&engines[1], 21, put("h1", "s", "different", 0)).unwrap();
     assert_ne!(a.checksum, engines[1].checksum(NOW).unwrap().checksum);
 }
+
+#[test]
+fn a_checkpoint_opens_as_a_copy_at_its_decree() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir.path().join("db"));
+    for decree in 1..=5 {
+        apply_one(&engine, decree, put("h", &decree.to_string(), "v", 0)).unwrap();
+    }
+    engine.checkpoint(&dir.path().join("copy")).unwrap();
+    apply_one(&engine, 6, put("h", "6", "v", 0)).unwrap();
+    let copy = open(&dir.path().join("copy"));
+    assert_eq!(copy.last_applied_decree().unwrap(), 5);
+    assert_eq!(get(&copy, "h", "5", NOW), Some(b"v".to_vec()));
+    assert_eq!(
+        get(&copy, "h", "6", NOW),
+        None,
+        "later writes are not in the checkpoint"
+    );
+}
