@@ -89,6 +89,24 @@ pub static LEARN_COMPLETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static META_LEVEL: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_meta_function_level",
+        "1 for the meta level in force (fl_blind, fl_freezed, fl_steady, fl_lively), 0 for the others.",
+        &["level"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_CURE_ACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_meta_cure_actions_total",
+        "Actions the cure decided, by kind, and whether it took them or the meta level held them back.",
+        &["action", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
 pub static META_TABLES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("aerie_meta_tables", "Available tables known to the meta server.")
         .expect("metric registers once")

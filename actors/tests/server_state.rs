@@ -4,11 +4,15 @@
 
 use actix::Addr;
 use aerie_actors::meta::guardian::CureKnobs;
+use aerie_actors::meta::level::FreezeRule;
 use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
+use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
-use aerie_config::MetaLevel;
 use aerie_metastore::{MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
-use aerie_proto::meta::{Beacon, CreateApp, DropApp, ListApps, ListNodes, NodeStatus};
+use aerie_proto::meta::{
+    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, PartitionChange, QueryConfig,
+    SetMetaLevel, UpdatePartitionConfig,
+};
 use aerie_rpc::{Inbound, Network, NetworkOptions};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -95,6 +99,10 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
             black_list: Default::default(),
             flow_control: true,
             max_adds_per_node: 10,
+        },
+        freeze: FreezeRule {
+            min_live_node_count_for_unfreeze: 1,
+            node_live_percentage_threshold_for_update: 0,
         },
         ready: Default::default(),
     };
@@ -207,4 +215,96 @@ async fn after_an_ambiguous_write_the_meta_shows_what_the_store_holds() {
     // The reloaded meta goes on normally, with ids that never collide.
     let created = addr.send(create("next")).await.unwrap().unwrap();
     assert_eq!(created.app.app_id, 2);
+}
+
+#[actix_rt::test]
+async fn a_blind_meta_refuses_every_change_and_says_why() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+    addr.send(create("before")).await.unwrap().unwrap();
+    let old = addr
+        .send(Inbound(SetMetaLevel {
+            level: MetaLevel::Blind,
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old, MetaLevel::Steady);
+    let level = addr.send(Inbound(GetMetaLevel {})).await.unwrap().unwrap();
+    assert_eq!((level.stored, level.effective), (MetaLevel::Blind, MetaLevel::Blind));
+
+    let err = addr.send(create("during")).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_STATE_FREEZED);
+    assert!(err.detail.contains("blind"), "{err}");
+    let err = addr
+        .send(Inbound(DropApp {
+            app_name: "before".into(),
+        }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_STATE_FREEZED);
+    let app = addr
+        .send(Inbound(QueryConfig {
+            app_name: "before".into(),
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    let partition = &app.partitions[0];
+    let err = addr
+        .send(Inbound(UpdatePartitionConfig {
+            gpid: partition.gpid,
+            ballot: partition.ballot,
+            requester: partition.primary.unwrap(),
+            change: PartitionChange::RemoveSecondary(partition.secondaries[0]),
+        }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_STATE_FREEZED);
+    assert_eq!(table_names(&addr).await, vec!["before"], "reads still work");
+
+    addr.send(Inbound(SetMetaLevel {
+        level: MetaLevel::Steady,
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    addr.send(create("after")).await.unwrap().unwrap();
+}
+
+#[actix_rt::test]
+async fn a_primary_request_is_carried_out_once_and_a_stale_one_is_refused() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+    addr.send(create("t")).await.unwrap().unwrap();
+    let app = addr
+        .send(Inbound(QueryConfig { app_name: "t".into() }))
+        .await
+        .unwrap()
+        .unwrap();
+    let partition = app.partitions[0].clone();
+    let request = UpdatePartitionConfig {
+        gpid: partition.gpid,
+        ballot: partition.ballot,
+        requester: partition.primary.unwrap(),
+        change: PartitionChange::RemoveSecondary(partition.secondaries[0]),
+    };
+    let changed = addr.send(Inbound(request.clone())).await.unwrap().unwrap();
+    assert_eq!(changed.ballot, partition.ballot + 1);
+    assert!(!changed.is_member(partition.secondaries[0]));
+    // The same request again (a resend after a lost answer): OK, and nothing changes twice.
+    let again = addr.send(Inbound(request.clone())).await.unwrap().unwrap();
+    assert_eq!(again, changed);
+    // A request at an older ballot for something else: stale.
+    let stale = UpdatePartitionConfig {
+        change: PartitionChange::RemoveSecondary(partition.secondaries[1]),
+        ..request
+    };
+    let err = addr.send(Inbound(stale)).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::ERR_INVALID_VERSION);
+    assert!(err.detail.contains("is at ballot"), "{err}");
+    let stored = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
+    assert_eq!(stored.apps[&1].partitions[0], changed, "the store holds the change");
 }

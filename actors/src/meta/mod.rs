@@ -3,6 +3,7 @@
 
 pub mod failure_detector;
 pub mod guardian;
+pub mod level;
 pub mod persist;
 pub mod placement;
 mod server_state;

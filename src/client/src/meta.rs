@@ -1,10 +1,11 @@
 //! The cluster-level client: meta server calls, table handles, and raw calls to a node.
 
 use crate::table::Table;
+use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::{
-    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, ListApps, ListNodes, NodeInfo, QueryClusterInfo,
-    QueryConfig,
+    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, GetMetaLevel, ListApps, ListNodes, MetaLevelInfo,
+    NodeInfo, QueryClusterInfo, QueryConfig, SetMetaLevel,
 };
 use aerie_proto::Rpc;
 use aerie_rpc::{Network, NetworkOptions, RpcError};
@@ -166,6 +167,15 @@ impl Client {
 
     pub async fn cluster_info(&self) -> WireResult<ClusterInfo> {
         self.meta(QueryClusterInfo {}).await
+    }
+
+    pub async fn meta_level(&self) -> WireResult<MetaLevelInfo> {
+        self.meta(GetMetaLevel {}).await
+    }
+
+    /// Sets the stored meta level; returns the previous one.
+    pub async fn set_meta_level(&self, level: MetaLevel) -> WireResult<MetaLevel> {
+        self.meta(SetMetaLevel { level }).await
     }
 
     /// Drops a cached table handle, so that the next `table` call loads the table anew.

@@ -9,9 +9,11 @@ pub mod clock;
 pub mod error;
 pub mod hash;
 pub mod ids;
+pub mod level;
 pub mod time_fmt;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ErrorCode, WireError, WireResult};
 pub use hash::{key_hash, partition_index};
 pub use ids::{AppId, Ballot, Decree, Gpid, NodeAddr, ParseIdError};
+pub use level::MetaLevel;

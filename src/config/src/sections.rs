@@ -1,5 +1,6 @@
 //! The configuration sections and their validation.
 
+pub use aerie_common::MetaLevel;
 use aerie_common::NodeAddr;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +26,6 @@ macro_rules! text_enum {
 }
 
 text_enum!(MetaStoreKind { Embedded => "embedded", Zookeeper => "zookeeper" });
-text_enum!(MetaLevel { Blind => "blind", Freezed => "freezed", Steady => "steady", Lively => "lively" });
 text_enum!(LogSyncMode { Fsync => "fsync", None => "none" });
 
 /// The whole configuration of one `aerie` process.
@@ -47,27 +47,6 @@ pub enum MetaStoreKind {
     Embedded,
     /// ZooKeeper at `zookeeper.hosts_list`, under `meta_server.cluster_root`.
     Zookeeper,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum MetaLevel {
-    Blind,
-    Freezed,
-    Steady,
-    Lively,
-}
-
-impl MetaLevel {
-    /// The Pegasus name, e.g. `fl_steady`.
-    pub fn pegasus_name(self) -> &'static str {
-        match self {
-            MetaLevel::Blind => "fl_blind",
-            MetaLevel::Freezed => "fl_freezed",
-            MetaLevel::Steady => "fl_steady",
-            MetaLevel::Lively => "fl_lively",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The meta service: tables and partition configurations (the cluster map), node liveness (beacons),
 //! configuration sync with replica servers, and the operator requests behind the shell.
 
-use aerie_common::{AppId, Ballot, Decree, Gpid, NodeAddr, WireResult};
+use aerie_common::{AppId, Ballot, Decree, Gpid, MetaLevel, NodeAddr, WireResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -275,6 +275,24 @@ pub struct ClusterInfo {
     pub cluster_name: String,
 }
 
+/// The meta level: as set (`stored`) and in force (`effective`, freezed when too few nodes live).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetMetaLevel {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaLevelInfo {
+    pub stored: MetaLevel,
+    pub effective: MetaLevel,
+    /// Why the effective level differs, if it does.
+    pub reason: Option<String>,
+}
+
+/// Sets the stored meta level; answers the previous one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetMetaLevel {
+    pub level: MetaLevel,
+}
+
 crate::rpc! { "meta";
     Beacon => WireResult<BeaconAck>,
     UpdatePartitionConfig => WireResult<PartitionConfig>,
@@ -286,6 +304,8 @@ crate::rpc! { "meta";
     QueryConfig => WireResult<AppState>,
     ListNodes => WireResult<Vec<NodeInfo>>,
     QueryClusterInfo => WireResult<ClusterInfo>,
+    GetMetaLevel => WireResult<MetaLevelInfo>,
+    SetMetaLevel => WireResult<MetaLevel>,
 }
 
 #[cfg(test)]

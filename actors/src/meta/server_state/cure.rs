@@ -4,9 +4,11 @@
 
 use super::{push_configs, Adding, ServerState};
 use crate::meta::guardian::{apply_action, cure, ClusterView, CureAction, CureOutcome};
+use crate::meta::level::cure_allows;
+use crate::metrics::META_CURE_ACTIONS;
 use actix::prelude::*;
+use aerie_common::MetaLevel;
 use aerie_common::{Ballot, Gpid, NodeAddr};
-use aerie_config::MetaLevel;
 use aerie_proto::meta::PartitionConfig;
 use aerie_proto::replica::AddLearner;
 use futures::FutureExt;
@@ -28,10 +30,6 @@ pub(super) struct AddSecondaryFailed {
 }
 
 impl ServerState {
-    fn cure_allowed(&self) -> bool {
-        self.loaded && matches!(self.params.level, MetaLevel::Steady | MetaLevel::Lively)
-    }
-
     /// Runs the cure soon (once, however many events ask for it).
     pub(super) fn schedule_cure(&mut self, ctx: &mut Context<Self>) {
         if self.cure_scheduled {
@@ -45,7 +43,8 @@ impl ServerState {
     }
 
     pub(super) fn run_cure(&mut self, ctx: &mut Context<Self>) {
-        if !self.cure_allowed() {
+        let level = self.effective_level().0;
+        if !self.loaded || level == MetaLevel::Blind {
             return;
         }
         let now = self.params.clock.now_ms();
@@ -95,6 +94,17 @@ impl ServerState {
             }
         }
         for (gpid, action) in actions {
+            let removed_alive = match action {
+                CureAction::RemoveSecondary(node) => alive.contains(&node),
+                _ => false,
+            };
+            let kind = action_kind(action);
+            if !cure_allows(level, action, removed_alive) {
+                META_CURE_ACTIONS.with_label_values(&[kind, "held_back"]).inc();
+                debug!(%gpid, %action, %level, "the meta level holds this cure action back");
+                continue;
+            }
+            META_CURE_ACTIONS.with_label_values(&[kind, "taken"]).inc();
             self.execute(gpid, action, ctx);
         }
     }
@@ -203,5 +213,15 @@ impl Handler<AddSecondaryFailed> for ServerState {
         }
         // Retried by the next periodic cure, not at once: the cause is usually not gone yet.
         let _ = ctx;
+    }
+}
+
+fn action_kind(action: CureAction) -> &'static str {
+    match action {
+        CureAction::AssignPrimary(_) => "assign_primary",
+        CureAction::UpgradeToPrimary(_) => "upgrade_to_primary",
+        CureAction::DropPrimary(_) => "drop_primary",
+        CureAction::AddSecondary(_) => "add_secondary",
+        CureAction::RemoveSecondary(_) => "remove_secondary",
     }
 }

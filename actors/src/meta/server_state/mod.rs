@@ -22,14 +22,15 @@ mod tables;
 
 use super::failure_detector::{FailureDetector, RememberNodes};
 use super::guardian::{CureKnobs, ReplicaState};
+use super::level::{effective_level, FreezeRule};
 use super::persist::{LoadedState, StoreLayout};
 use super::placement::NodeLoad;
 use crate::metrics::{
-    META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES, META_TABLES,
+    META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES, META_TABLES,
 };
 use actix::prelude::*;
+use aerie_common::MetaLevel;
 use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
-use aerie_config::MetaLevel;
 use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
 use aerie_proto::meta::*;
 use aerie_proto::replica::ConfigUpdate;
@@ -59,6 +60,7 @@ pub struct MetaParams {
     /// How often the cure looks at every partition (it also runs right after every change).
     pub cure_interval: Duration,
     pub knobs: CureKnobs,
+    pub freeze: FreezeRule,
     /// Set while the state is loaded and the meta serves (read by `/health`).
     pub ready: Arc<AtomicBool>,
 }
@@ -89,6 +91,11 @@ pub struct ServerState {
     adding: BTreeMap<Gpid, Adding>,
     knobs: CureKnobs,
     cure_scheduled: bool,
+    /// The level the operator set (or the configured start level).
+    stored_level: MetaLevel,
+    freeze: FreezeRule,
+    /// The effective level last reported, to log changes.
+    announced_level: MetaLevel,
 }
 
 fn err(code: ErrorCode, detail: impl Into<String>) -> WireError {
@@ -114,6 +121,7 @@ impl ServerState {
     fn new(params: MetaParams, failure_detector: Addr<FailureDetector>, loaded: Option<LoadedState>) -> Self {
         let layout = StoreLayout::new(&params.cluster_root);
         let knobs = params.knobs.clone();
+        let (stored_level, freeze) = (params.level, params.freeze);
         let mut state = ServerState {
             params,
             layout,
@@ -128,6 +136,9 @@ impl ServerState {
             adding: BTreeMap::new(),
             knobs,
             cure_scheduled: false,
+            stored_level,
+            freeze,
+            announced_level: stored_level,
         };
         if let Some(loaded) = loaded {
             state.install(loaded);
@@ -148,7 +159,9 @@ impl ServerState {
             .handle_actor::<ListApps, _>(addr.clone())
             .handle_actor::<QueryConfig, _>(addr.clone())
             .handle_actor::<ListNodes, _>(addr.clone())
-            .handle_actor::<QueryClusterInfo, _>(addr);
+            .handle_actor::<QueryClusterInfo, _>(addr.clone())
+            .handle_actor::<GetMetaLevel, _>(addr.clone())
+            .handle_actor::<SetMetaLevel, _>(addr);
         endpoint
     }
 
@@ -175,6 +188,7 @@ impl ServerState {
             "meta state loaded"
         );
         self.refresh_metrics();
+        self.announce_level();
     }
 
     fn available_apps(&self) -> impl Iterator<Item = &AppState> {
@@ -214,6 +228,52 @@ impl ServerState {
             }
         }
         loads
+    }
+
+    /// The level in force, and why it differs from the stored one.
+    fn effective_level(&self) -> (MetaLevel, Option<String>) {
+        effective_level(
+            self.stored_level,
+            self.alive_nodes().count(),
+            self.nodes.len(),
+            &self.freeze,
+        )
+    }
+
+    /// Logs and exports a change of the effective level.
+    fn announce_level(&mut self) {
+        let (level, reason) = self.effective_level();
+        for l in [
+            MetaLevel::Blind,
+            MetaLevel::Freezed,
+            MetaLevel::Steady,
+            MetaLevel::Lively,
+        ] {
+            META_LEVEL
+                .with_label_values(&[l.pegasus_name()])
+                .set((l == level) as i64);
+        }
+        if level == self.announced_level {
+            return;
+        }
+        match (&reason, level) {
+            (Some(reason), MetaLevel::Freezed) => {
+                warn!(%reason, "the meta freezes itself: no cure that adds load, no balance")
+            }
+            _ => info!(from = %self.announced_level, to = %level, "meta level in force changed"),
+        }
+        self.announced_level = level;
+    }
+
+    /// Refuses a change of meta state while the level is blind.
+    fn check_not_blind(&self) -> WireResult<()> {
+        if self.stored_level == MetaLevel::Blind {
+            return Err(err(
+                ErrorCode::ERR_STATE_FREEZED,
+                "the meta level is blind: every change of meta state is refused (set_meta_level steady to leave it)",
+            ));
+        }
+        Ok(())
     }
 
     fn check_loaded(&self) -> WireResult<()> {
@@ -422,11 +482,40 @@ impl Handler<aerie_rpc::Inbound<QueryClusterInfo>> for ServerState {
             meta_store: self.params.store.describe(),
             zookeeper_hosts: self.params.zookeeper_hosts.clone(),
             zookeeper_root: self.layout.root().to_string(),
-            meta_function_level: self.params.level.pegasus_name().to_string(),
+            meta_function_level: self.effective_level().0.pegasus_name().to_string(),
             balance_operation_count: -1,
             primary_replica_count_stddev: primary_stddev,
             total_replica_count_stddev: total_stddev,
             cluster_name: self.params.cluster_name.clone(),
         })
+    }
+}
+
+impl Handler<aerie_rpc::Inbound<GetMetaLevel>> for ServerState {
+    type Result = WireResult<MetaLevelInfo>;
+
+    fn handle(&mut self, _: aerie_rpc::Inbound<GetMetaLevel>, _: &mut Self::Context) -> Self::Result {
+        let (effective, reason) = self.effective_level();
+        Ok(MetaLevelInfo {
+            stored: self.stored_level,
+            effective,
+            reason,
+        })
+    }
+}
+
+impl Handler<aerie_rpc::Inbound<SetMetaLevel>> for ServerState {
+    type Result = WireResult<MetaLevel>;
+
+    fn handle(
+        &mut self,
+        aerie_rpc::Inbound(req): aerie_rpc::Inbound<SetMetaLevel>,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let old = std::mem::replace(&mut self.stored_level, req.level);
+        info!(from = %old, to = %req.level, "meta level set");
+        self.announce_level();
+        self.schedule_cure(ctx);
+        Ok(old)
     }
 }

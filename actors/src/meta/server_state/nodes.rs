@@ -28,6 +28,7 @@ impl Handler<NodeLiveness> for ServerState {
             self.adding.retain(|_, adding| adding.node != event.node);
         }
         self.refresh_metrics();
+        self.announce_level();
         self.schedule_cure(ctx);
     }
 }

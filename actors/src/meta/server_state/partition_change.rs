@@ -10,7 +10,6 @@ use super::{err, ServerState};
 use crate::meta::guardian::{apply_action, upgrade_learner, CureAction};
 use actix::prelude::*;
 use aerie_common::{ErrorCode, WireResult};
-use aerie_config::MetaLevel;
 use aerie_proto::meta::{PartitionChange, PartitionConfig, UpdatePartitionConfig};
 use aerie_rpc::Inbound;
 use tracing::info;
@@ -27,12 +26,7 @@ fn already_applied(config: &PartitionConfig, change: PartitionChange) -> bool {
 impl ServerState {
     fn plan_change(&self, req: &UpdatePartitionConfig) -> WireResult<Result<PartitionConfig, PartitionConfig>> {
         self.check_loaded()?;
-        if self.params.level == MetaLevel::Blind {
-            return Err(err(
-                ErrorCode::ERR_STATE_FREEZED,
-                "the meta is blind: no configuration changes",
-            ));
-        }
+        self.check_not_blind()?;
         let (_, config) = self.partition(req.gpid).ok_or_else(|| {
             err(
                 ErrorCode::ERR_OBJECT_NOT_FOUND,

@@ -54,6 +54,7 @@ impl Handler<Inbound<CreateApp>> for ServerState {
     fn handle(&mut self, Inbound(req): Inbound<CreateApp>, ctx: &mut Self::Context) -> Self::Result {
         let planned = self
             .check_loaded()
+            .and_then(|_| self.check_not_blind())
             .and_then(|_| self.validate_create(&req))
             .and_then(|_| {
                 let loads = self.loads(None);
@@ -121,7 +122,7 @@ impl Handler<Inbound<DropApp>> for ServerState {
     type Result = ResponseFuture<WireResult<()>>;
 
     fn handle(&mut self, Inbound(req): Inbound<DropApp>, ctx: &mut Self::Context) -> Self::Result {
-        let found = self.check_loaded().and_then(|_| {
+        let found = self.check_loaded().and_then(|_| self.check_not_blind()).and_then(|_| {
             self.find_available(&req.app_name).cloned().ok_or_else(|| {
                 err(
                     ErrorCode::ERR_APP_NOT_EXIST,

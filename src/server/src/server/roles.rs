@@ -3,6 +3,7 @@
 use super::lock::DirLock;
 use actix::prelude::*;
 use aerie_actors::meta::guardian::CureKnobs;
+use aerie_actors::meta::level::FreezeRule;
 use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
 use aerie_actors::replica::validate::Limits;
 use aerie_actors::replica::{MetaLocator, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown};
@@ -92,6 +93,10 @@ pub async fn start_meta(
             black_list: Default::default(),
             flow_control: meta.add_secondary_enable_flow_control,
             max_adds_per_node: meta.add_secondary_max_count_for_one_node,
+        },
+        freeze: FreezeRule {
+            min_live_node_count_for_unfreeze: meta.min_live_node_count_for_unfreeze,
+            node_live_percentage_threshold_for_update: meta.node_live_percentage_threshold_for_update,
         },
         ready: ready.clone(),
     };

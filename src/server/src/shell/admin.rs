@@ -4,7 +4,7 @@ use super::commands::{NodeFilter, OutputArgs};
 use super::report::Report;
 use super::Shell;
 use aerie_common::time_fmt::format_unix_secs;
-use aerie_common::NodeAddr;
+use aerie_common::{MetaLevel, NodeAddr};
 use aerie_proto::meta::{AppState, HealthCounts, NodeStatus};
 use std::collections::BTreeMap;
 
@@ -277,5 +277,22 @@ impl Shell {
             ],
         );
         emit(&report, out)
+    }
+}
+
+impl Shell {
+    pub(super) fn get_meta_level(&mut self) -> Result<String, String> {
+        let info = self.block(self.client.meta_level())?;
+        let mut text = format!("current meta level is {}\n", info.stored);
+        if let Some(reason) = info.reason {
+            text.push_str(&format!("level in force is {}: {reason}\n", info.effective));
+        }
+        Ok(text)
+    }
+
+    pub(super) fn set_meta_level(&mut self, level: &str) -> Result<String, String> {
+        let level: MetaLevel = level.parse()?;
+        let old = self.block(self.client.set_meta_level(level))?;
+        Ok(format!("control meta level ok, the old level is {old}\n"))
     }
 }

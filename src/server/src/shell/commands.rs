@@ -77,6 +77,12 @@ pub enum ShellCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Show the meta level as set, and the level in force when the meta froze itself.
+    #[command(name = "get_meta_level")]
+    GetMetaLevel,
+    /// Set the meta level: blind, freezed, steady (cure only) or lively (cure and balance).
+    #[command(name = "set_meta_level")]
+    SetMetaLevel { level: String },
     /// Select the table the data commands work on.
     Use { name: String },
     /// Write a value: set HASH_KEY SORT_KEY VALUE [TTL_SECONDS].
@@ -199,6 +205,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "exit",
     "full_scan",
     "get",
+    "get_meta_level",
     "help",
     "incr",
     "ls",
@@ -209,6 +216,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "quit",
     "scan",
     "set",
+    "set_meta_level",
     "sortkey_count",
     "ttl",
     "use",

@@ -64,6 +64,8 @@ impl Shell {
             C::App { name, detailed, out } => self.app(&name, detailed, &out),
             C::Nodes { detailed, status, out } => self.nodes(detailed, status, &out),
             C::ClusterInfo { out } => self.cluster_info(&out),
+            C::GetMetaLevel => self.get_meta_level(),
+            C::SetMetaLevel { level } => self.set_meta_level(&level),
             C::Use { name } => self.use_table(&name),
             C::Set {
                 hash_key,
