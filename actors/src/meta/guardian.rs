@@ -68,6 +68,9 @@ pub struct ClusterView<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CureAction {
     AssignPrimary(NodeAddr),
+    /// The primary becomes a secondary; the partition has no primary until one is promoted. Only
+    /// operators (and later the balancer) ask for it; the cure never does.
+    DowngradeToSecondary(NodeAddr),
     UpgradeToPrimary(NodeAddr),
     DropPrimary(NodeAddr),
     AddSecondary(NodeAddr),
@@ -85,6 +88,7 @@ impl fmt::Display for CureAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CureAction::AssignPrimary(n) => write!(f, "ASSIGN_PRIMARY {n}"),
+            CureAction::DowngradeToSecondary(n) => write!(f, "DOWNGRADE_TO_SECONDARY {n}"),
             CureAction::UpgradeToPrimary(n) => write!(f, "UPGRADE_TO_PRIMARY {n}"),
             CureAction::DropPrimary(n) => write!(f, "DOWNGRADE_TO_INACTIVE {n} (primary)"),
             CureAction::AddSecondary(n) => write!(f, "ADD_SECONDARY {n}"),
@@ -291,6 +295,12 @@ pub fn apply_action(config: &PartitionConfig, action: CureAction) -> Option<Part
             }
             next.secondaries.retain(|n| *n != node);
             next.primary = Some(node);
+        }
+        CureAction::DowngradeToSecondary(node) => {
+            if next.primary == Some(node) {
+                next.primary = None;
+                next.secondaries.push(node);
+            }
         }
         CureAction::DropPrimary(node) => {
             next.primary = None;

@@ -57,7 +57,7 @@ pub fn cure_allows(level: MetaLevel, action: CureAction, removed_node_alive: boo
         MetaLevel::Freezed => match action {
             CureAction::UpgradeToPrimary(_) | CureAction::DropPrimary(_) => true,
             CureAction::RemoveSecondary(_) => !removed_node_alive,
-            CureAction::AddSecondary(_) | CureAction::AssignPrimary(_) => false,
+            CureAction::AddSecondary(_) | CureAction::AssignPrimary(_) | CureAction::DowngradeToSecondary(_) => false,
         },
     }
 }

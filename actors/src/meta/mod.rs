@@ -10,4 +10,4 @@ mod server_state;
 
 pub use failure_detector::FailureDetector;
 pub use persist::{LoadError, LoadedState, StoreLayout};
-pub use server_state::{GetFailureDetector, MetaParams, ServerState};
+pub use server_state::{GetFailureDetector, MetaCommand, MetaParams, ServerState, META_COMMANDS};

@@ -483,3 +483,23 @@ impl Handler<Close> for Replica {
         }))
     }
 }
+
+impl Handler<super::messages::SyncLog> for Replica {
+    type Result = ResponseFuture<WireResult<()>>;
+
+    fn handle(&mut self, _: super::messages::SyncLog, _: &mut Self::Context) -> Self::Result {
+        let log = self.log.log();
+        Box::pin(async move {
+            let synced = tokio::task::spawn_blocking(move || match log.lock() {
+                Ok(mut log) => log.sync().map_err(|e| e.to_string()),
+                Err(_) => Err("log lock poisoned".to_string()),
+            })
+            .await;
+            match synced {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(WireError::new(ErrorCode::ERR_STORAGE, e)),
+                Err(e) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
+            }
+        })
+    }
+}

@@ -35,3 +35,10 @@ pub struct LeaseExpired;
 impl Message for LeaseExpired {
     type Result = ();
 }
+
+/// Sync the mutation log to disk.
+pub struct SyncLog;
+
+impl Message for SyncLog {
+    type Result = WireResult<()>;
+}

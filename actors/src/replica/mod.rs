@@ -2,6 +2,7 @@
 //! configurations; each `Replica` actor runs one partition's PacificA state machine.
 
 mod actor;
+mod commands;
 pub mod learn_plan;
 mod learn_primary;
 mod learner;
@@ -17,5 +18,6 @@ pub mod validate;
 mod write_path;
 
 pub use actor::{Replica, ReplicaOptions};
+pub use commands::{ReplicaCommand, REPLICA_COMMANDS};
 pub use meta_locator::MetaLocator;
 pub use stub::{ReplicaStub, ReplicaStubParams, Shutdown};

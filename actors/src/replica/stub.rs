@@ -167,6 +167,24 @@ impl ReplicaStub {
         endpoint
     }
 
+    pub(super) fn me(&self) -> NodeAddr {
+        self.params.me
+    }
+
+    pub(super) fn replica_gpids(&self) -> Vec<Gpid> {
+        self.replicas.keys().copied().collect()
+    }
+
+    pub(super) fn replica_addrs(&self) -> Vec<Addr<Replica>> {
+        self.replicas.values().map(|r| r.addr.clone()).collect()
+    }
+
+    /// Stops routing to a replica and forgets it (its files stay); returns its actor to close.
+    pub(super) fn forget_replica(&mut self, gpid: Gpid) -> Option<Addr<Replica>> {
+        self.router.remove(gpid);
+        self.replicas.remove(&gpid).map(|r| r.addr)
+    }
+
     fn start_replica(&mut self, opened: OpenedReplica, data_dir: usize) -> Addr<Replica> {
         let gpid = opened.manifest.gpid;
         let dir = opened.dir.clone();
@@ -317,6 +335,11 @@ impl ReplicaStub {
                 local.addr.do_send(LeaseExpired);
             }
         }
+    }
+
+    /// Syncs with the meta now (if the lease holds and no sync is under way).
+    pub(super) fn sync_now(&mut self, ctx: &mut Context<Self>) {
+        self.sync_config(ctx);
     }
 
     fn sync_config(&mut self, ctx: &mut Context<Self>) {

@@ -4,8 +4,8 @@ use crate::table::Table;
 use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::{
-    AppState, ClusterInfo, CreateApp, CreateAppResponse, DropApp, GetMetaLevel, ListApps, ListNodes, MetaLevelInfo,
-    NodeInfo, QueryClusterInfo, QueryConfig, SetMetaLevel,
+    AppState, ClusterInfo, CreateApp, CreateAppResponse, DddDiagnose, DddPartition, DropApp, GetMetaLevel, ListApps,
+    ListNodes, MetaLevelInfo, NodeInfo, Propose, QueryClusterInfo, QueryConfig, SetMetaLevel,
 };
 use aerie_proto::Rpc;
 use aerie_rpc::{Network, NetworkOptions, RpcError};
@@ -176,6 +176,16 @@ impl Client {
     /// Sets the stored meta level; returns the previous one.
     pub async fn set_meta_level(&self, level: MetaLevel) -> WireResult<MetaLevel> {
         self.meta(SetMetaLevel { level }).await
+    }
+
+    /// Sends one low-level proposal (the shell's `propose`).
+    pub async fn propose(&self, proposal: Propose) -> WireResult<()> {
+        self.meta(proposal).await
+    }
+
+    /// Dead partitions (or one partition) and what they wait for.
+    pub async fn ddd_diagnose(&self, gpid: Option<aerie_common::Gpid>) -> WireResult<Vec<DddPartition>> {
+        self.meta(DddDiagnose { gpid }).await
     }
 
     /// Drops a cached table handle, so that the next `table` call loads the table anew.

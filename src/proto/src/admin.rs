@@ -17,3 +17,15 @@ pub struct ServerInfo {
 crate::rpc! { "admin";
     QueryServerInfo => WireResult<ServerInfo>,
 }
+
+/// Runs a named command of the process's registry (`help` lists them). The reply is short text:
+/// `OK`, a value, or `ERR: reason`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteCommand {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+crate::rpc! { "admin";
+    RemoteCommand => String,
+}

@@ -89,8 +89,8 @@ impl PartitionConfig {
         match (self.primary, self.secondaries.len()) {
             (None, 0) => PartitionHealth::Dead,
             (None, _) => PartitionHealth::Unreadable,
-            (Some(_), 0) => PartitionHealth::ReadableUnwritable,
             (Some(_), n) if n + 1 >= self.max_replica_count as usize => PartitionHealth::FullyHealthy,
+            (Some(_), 0) => PartitionHealth::ReadableUnwritable,
             (Some(_), _) => PartitionHealth::WritableUnhealthy,
         }
     }
@@ -293,6 +293,75 @@ pub struct SetMetaLevel {
     pub level: MetaLevel,
 }
 
+/// The low-level configuration proposals of the shell's `propose` (Pegasus names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposalType {
+    AssignPrimary,
+    UpgradeToPrimary,
+    AddSecondary,
+    UpgradeToSecondary,
+    DowngradeToSecondary,
+    DowngradeToInactive,
+    Remove,
+}
+
+impl std::str::FromStr for ProposalType {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(match text.to_ascii_uppercase().as_str() {
+            "ASSIGN_PRIMARY" => ProposalType::AssignPrimary,
+            "UPGRADE_TO_PRIMARY" => ProposalType::UpgradeToPrimary,
+            "ADD_SECONDARY" => ProposalType::AddSecondary,
+            "UPGRADE_TO_SECONDARY" => ProposalType::UpgradeToSecondary,
+            "DOWNGRADE_TO_SECONDARY" => ProposalType::DowngradeToSecondary,
+            "DOWNGRADE_TO_INACTIVE" => ProposalType::DowngradeToInactive,
+            "REMOVE" => ProposalType::Remove,
+            _ => {
+                return Err(format!(
+                    "unknown proposal '{text}': ASSIGN_PRIMARY, UPGRADE_TO_PRIMARY, ADD_SECONDARY, UPGRADE_TO_SECONDARY, DOWNGRADE_TO_SECONDARY, DOWNGRADE_TO_INACTIVE or REMOVE"
+                ))
+            }
+        })
+    }
+}
+
+/// An operator's proposal for one partition, carried out through the cure's path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Propose {
+    pub gpid: Gpid,
+    pub kind: ProposalType,
+    /// The node that would carry it out (normally the primary).
+    pub target: NodeAddr,
+    /// The node it is about.
+    pub node: NodeAddr,
+    /// Skip the checks that the target is the primary and that the meta level allows it.
+    pub force: bool,
+}
+
+/// Dead partitions (no replica alive), what their former replicas reported, and which to trust.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DddDiagnose {
+    pub gpid: Option<Gpid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedReplica {
+    pub node: NodeAddr,
+    pub alive: bool,
+    /// (ballot, last committed decree, last prepared decree), if the node reported its replica.
+    pub reported: Option<(Ballot, Decree, Decree)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DddPartition {
+    pub gpid: Gpid,
+    pub ballot: Ballot,
+    pub dropped: Vec<DroppedReplica>,
+    pub recommended_primary: Option<NodeAddr>,
+    /// What the cure does or waits for.
+    pub state: String,
+}
+
 crate::rpc! { "meta";
     Beacon => WireResult<BeaconAck>,
     UpdatePartitionConfig => WireResult<PartitionConfig>,
@@ -306,6 +375,8 @@ crate::rpc! { "meta";
     QueryClusterInfo => WireResult<ClusterInfo>,
     GetMetaLevel => WireResult<MetaLevelInfo>,
     SetMetaLevel => WireResult<MetaLevel>,
+    Propose => WireResult<()>,
+    DddDiagnose => WireResult<Vec<DddPartition>>,
 }
 
 #[cfg(test)]
@@ -331,6 +402,15 @@ mod tests {
         assert_eq!(config(Some(1), &[]).health(), PartitionHealth::ReadableUnwritable);
         assert_eq!(config(None, &[2]).health(), PartitionHealth::Unreadable);
         assert_eq!(config(None, &[]).health(), PartitionHealth::Dead);
+    }
+
+    #[test]
+    fn a_single_replica_table_is_healthy_with_its_primary() {
+        let mut single = config(Some(1), &[]);
+        single.max_replica_count = 1;
+        assert_eq!(single.health(), PartitionHealth::FullyHealthy);
+        single.primary = None;
+        assert_eq!(single.health(), PartitionHealth::Dead);
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl ServerState {
         }
     }
 
-    fn execute(&mut self, gpid: Gpid, action: CureAction, ctx: &mut Context<Self>) {
+    pub(super) fn execute(&mut self, gpid: Gpid, action: CureAction, ctx: &mut Context<Self>) {
         let Some((app, config)) = self.partition(gpid).map(|(a, c)| (a.clone(), c.clone())) else {
             return;
         };
@@ -219,6 +219,7 @@ impl Handler<AddSecondaryFailed> for ServerState {
 fn action_kind(action: CureAction) -> &'static str {
     match action {
         CureAction::AssignPrimary(_) => "assign_primary",
+        CureAction::DowngradeToSecondary(_) => "downgrade_to_secondary",
         CureAction::UpgradeToPrimary(_) => "upgrade_to_primary",
         CureAction::DropPrimary(_) => "drop_primary",
         CureAction::AddSecondary(_) => "add_secondary",

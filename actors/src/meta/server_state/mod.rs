@@ -15,8 +15,10 @@
 //! The parts: `tables` (create, drop, list), `nodes` (liveness, config sync, listings), `cure` (the
 //! guardian's decisions carried out), `partition_change` (requests from primaries).
 
+mod commands;
 mod cure;
 mod nodes;
+mod operator;
 mod partition_change;
 mod tables;
 
@@ -161,7 +163,9 @@ impl ServerState {
             .handle_actor::<ListNodes, _>(addr.clone())
             .handle_actor::<QueryClusterInfo, _>(addr.clone())
             .handle_actor::<GetMetaLevel, _>(addr.clone())
-            .handle_actor::<SetMetaLevel, _>(addr);
+            .handle_actor::<SetMetaLevel, _>(addr.clone())
+            .handle_actor::<Propose, _>(addr.clone())
+            .handle_actor::<DddDiagnose, _>(addr);
         endpoint
     }
 
@@ -457,6 +461,8 @@ impl Supervised for ServerState {
         self.cure_scheduled = false;
     }
 }
+
+pub use commands::{MetaCommand, META_COMMANDS};
 
 /// Asks `ServerState` for its failure detector (to route beacons to it).
 #[derive(Message)]

@@ -2,15 +2,18 @@
 
 use super::lock::DirLock;
 use actix::prelude::*;
+use aerie_actors::commands::CommandRegistry;
 use aerie_actors::meta::guardian::CureKnobs;
 use aerie_actors::meta::level::FreezeRule;
-use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
+use aerie_actors::meta::{GetFailureDetector, MetaCommand, MetaParams, ServerState, StoreLayout, META_COMMANDS};
 use aerie_actors::replica::validate::Limits;
-use aerie_actors::replica::{MetaLocator, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown};
+use aerie_actors::replica::{
+    MetaLocator, ReplicaCommand, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown, REPLICA_COMMANDS,
+};
 use aerie_common::{Clock, NodeAddr, WireResult};
 use aerie_config::{AerieConfig, LogSyncMode, MetaStoreKind, ReplicationConfig};
 use aerie_metastore::{EmbeddedStore, MetaStore};
-use aerie_proto::admin::{QueryServerInfo, ServerInfo};
+use aerie_proto::admin::{QueryServerInfo, RemoteCommand, ServerInfo};
 use aerie_rpc::{Endpoint, HealthCheck, Network, ServerHandle};
 use aerie_storage::{EngineOptions, LogOptions};
 use anyhow::{bail, Context, Result};
@@ -28,7 +31,82 @@ pub struct ProcessInfo {
     pub started: Instant,
 }
 
-pub fn add_admin(endpoint: &mut Endpoint, info: &ProcessInfo) {
+/// Which role's commands an endpoint offers besides the common ones.
+pub enum RoleCommands {
+    Meta(Addr<ServerState>),
+    Replica(Addr<ReplicaStub>),
+    Collector,
+}
+
+fn server_info_text(info: &ProcessInfo, me: NodeAddr) -> String {
+    format!(
+        "aerie {} at {me}, roles {}, up {} s",
+        env!("CARGO_PKG_VERSION"),
+        info.roles.join(","),
+        info.started.elapsed().as_secs()
+    )
+}
+
+/// The remote commands of one endpoint: the common ones and its role's.
+pub fn command_registry(me: NodeAddr, info: &ProcessInfo, config: &AerieConfig, role: RoleCommands) -> CommandRegistry {
+    let mut registry = CommandRegistry::default();
+    let for_info = info.clone();
+    registry.register("server-info", "version, roles and uptime of this process", move |_| {
+        let text = server_info_text(&for_info, me);
+        async move { text }
+    });
+    let dump = toml::to_string(config).unwrap_or_else(|e| format!("ERR: cannot render the configuration: {e}"));
+    registry.register("config-dump", "the configuration this process runs with", move |_| {
+        let dump = dump.clone();
+        async move { dump }
+    });
+    match role {
+        RoleCommands::Meta(state) => {
+            for (name, help) in META_COMMANDS
+                .iter()
+                .copied()
+                .chain([("server-stat", "tables, partitions, nodes and level")])
+            {
+                let state = state.clone();
+                registry.register(name, help, move |args| {
+                    let (state, name) = (state.clone(), name.to_string());
+                    async move {
+                        state
+                            .send(MetaCommand { name, args })
+                            .await
+                            .unwrap_or_else(|e| format!("ERR: {e}"))
+                    }
+                });
+            }
+        }
+        RoleCommands::Replica(stub) => {
+            let stat = ("server-stat", "replicas per role, learning counts and bytes, log bytes");
+            for (name, help) in REPLICA_COMMANDS.iter().copied().chain([stat]) {
+                let stub = stub.clone();
+                registry.register(name, help, move |args| {
+                    let (stub, name) = (stub.clone(), name.to_string());
+                    async move {
+                        stub.send(ReplicaCommand { name, args })
+                            .await
+                            .unwrap_or_else(|e| format!("ERR: {e}"))
+                    }
+                });
+            }
+        }
+        RoleCommands::Collector => {
+            registry.register("server-stat", "collector state", |_| async {
+                "collector: up (availability probes are not implemented yet)".to_string()
+            });
+        }
+    }
+    registry
+}
+
+pub fn add_admin(endpoint: &mut Endpoint, info: &ProcessInfo, commands: CommandRegistry) {
+    endpoint.handle::<RemoteCommand, _, _>(move |req| {
+        let commands = commands.clone();
+        async move { commands.run(&req.name, req.args).await }
+    });
     let info = info.clone();
     endpoint.handle::<QueryServerInfo, _, _>(move |_| {
         let info = info.clone();
@@ -105,8 +183,12 @@ pub async fn start_meta(
         .send(GetFailureDetector)
         .await
         .context("the meta state actor did not start")?;
-    let mut endpoint = ServerState::endpoint(me, addr, detector);
-    add_admin(&mut endpoint, info);
+    let mut endpoint = ServerState::endpoint(me, addr.clone(), detector);
+    add_admin(
+        &mut endpoint,
+        info,
+        command_registry(me, info, config, RoleCommands::Meta(addr)),
+    );
     let health: HealthCheck = Arc::new(move || {
         if ready.load(Ordering::Acquire) {
             (true, "meta: serving".to_string())
@@ -232,7 +314,8 @@ pub fn start_replica(
     let router = stub.router();
     let stub = stub.start();
     let mut endpoint = ReplicaStub::endpoint(me, stub.clone(), router);
-    add_admin(&mut endpoint, info);
+    let commands = command_registry(me, info, config, RoleCommands::Replica(stub.clone()));
+    add_admin(&mut endpoint, info, commands);
     let lease_ms = repl.fd_lease_seconds * 1000;
     let health: HealthCheck = Arc::new(move || {
         let last = last_beacon_ack_ms.load(Ordering::Acquire);
@@ -266,7 +349,11 @@ pub fn start_replica(
 pub fn start_collector(config: &AerieConfig, network: &Network, info: &ProcessInfo) -> Result<ServerHandle> {
     let me: NodeAddr = config.collector.address.parse().expect("validated");
     let mut endpoint = Endpoint::new(me);
-    add_admin(&mut endpoint, info);
+    add_admin(
+        &mut endpoint,
+        info,
+        command_registry(me, info, config, RoleCommands::Collector),
+    );
     let health: HealthCheck = Arc::new(|| {
         (
             true,

@@ -5,7 +5,7 @@ use super::report::Report;
 use super::Shell;
 use aerie_common::time_fmt::format_unix_secs;
 use aerie_common::{MetaLevel, NodeAddr};
-use aerie_proto::meta::{AppState, HealthCounts, NodeStatus};
+use aerie_proto::meta::{AppState, HealthCounts, NodeStatus, Propose};
 use std::collections::BTreeMap;
 
 /// Renders a report to the screen or, with `-o`, to a file.
@@ -294,5 +294,76 @@ impl Shell {
         let level: MetaLevel = level.parse()?;
         let old = self.block(self.client.set_meta_level(level))?;
         Ok(format!("control meta level ok, the old level is {old}\n"))
+    }
+}
+
+impl Shell {
+    pub(super) fn propose(
+        &mut self,
+        force: bool,
+        gpid: &str,
+        kind: &str,
+        target: &str,
+        node: &str,
+    ) -> Result<String, String> {
+        let proposal = Propose {
+            gpid: gpid.parse().map_err(|e: aerie_common::ParseIdError| e.to_string())?,
+            kind: kind.parse()?,
+            target: target.parse().map_err(|e: aerie_common::ParseIdError| e.to_string())?,
+            node: node.parse().map_err(|e: aerie_common::ParseIdError| e.to_string())?,
+            force,
+        };
+        match self.block(self.client.propose(proposal)) {
+            Ok(()) => Ok("send proposal response: ERR_OK\n".into()),
+            Err(e) => Err(format!("send proposal response: {e}")),
+        }
+    }
+
+    pub(super) fn ddd_diagnose(&mut self, gpid: Option<&str>, out: &OutputArgs) -> Result<String, String> {
+        let gpid = gpid
+            .map(|g| g.parse().map_err(|e: aerie_common::ParseIdError| e.to_string()))
+            .transpose()?;
+        let partitions = self.block(self.client.ddd_diagnose(gpid))?;
+        let rows = partitions
+            .iter()
+            .map(|p| {
+                let dropped = p
+                    .dropped
+                    .iter()
+                    .map(|d| {
+                        let state = match d.reported {
+                            Some((ballot, committed, prepared)) => format!("{ballot}/{committed}/{prepared}"),
+                            None => "-".into(),
+                        };
+                        format!("{}({},{state})", d.node, if d.alive { "alive" } else { "dead" })
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                vec![
+                    p.gpid.to_string(),
+                    p.ballot.to_string(),
+                    if dropped.is_empty() { "-".into() } else { dropped },
+                    p.recommended_primary
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    p.state.clone(),
+                ]
+            })
+            .collect();
+        let mut report = Report::default();
+        report
+            .table(
+                "ddd_partitions",
+                &[
+                    "gpid",
+                    "ballot",
+                    "last_drops(node(alive,ballot/committed/prepared))",
+                    "recommended_primary",
+                    "state",
+                ],
+                rows,
+            )
+            .pairs("summary", vec![("ddd_partition_count", partitions.len().to_string())]);
+        emit(&report, out)
     }
 }

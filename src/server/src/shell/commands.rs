@@ -21,6 +21,27 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+/// Which processes a remote command goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    #[value(name = "meta-server")]
+    MetaServer,
+    #[value(name = "replica-server")]
+    ReplicaServer,
+    All,
+}
+
+/// `-t` and `-l`: the processes a command goes to.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Every meta server, every replica server the meta knows, or both.
+    #[arg(short = 't', long = "type", value_enum, default_value = "all")]
+    pub kind: TargetKind,
+    /// These processes instead, comma separated.
+    #[arg(short = 'l', long = "list", value_name = "HOST:PORT,...")]
+    pub list: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NodeFilter {
     Alive,
@@ -74,6 +95,53 @@ pub enum ShellCommand {
     /// Show the cluster's meta servers, store, level and balance.
     #[command(name = "cluster_info")]
     ClusterInfo {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Run a command of the processes' command registry (`remote_command help` lists them).
+    #[command(name = "remote_command", trailing_var_arg = true)]
+    RemoteCommand {
+        #[command(flatten)]
+        targets: TargetArgs,
+        /// The command and its arguments.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Version, roles and uptime of each process.
+    #[command(name = "server_info")]
+    ServerInfo {
+        #[command(flatten)]
+        targets: TargetArgs,
+    },
+    /// Statistics of each process: replicas per role, learning, meta state.
+    #[command(name = "server_stat")]
+    ServerStat {
+        #[command(flatten)]
+        targets: TargetArgs,
+    },
+    /// Send one low-level configuration proposal about NODE for a partition.
+    Propose {
+        /// Skip the checks that TARGET is the primary and that the meta level allows it.
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+        #[arg(short = 'g', long = "gpid")]
+        gpid: String,
+        /// ASSIGN_PRIMARY, UPGRADE_TO_PRIMARY, ADD_SECONDARY, UPGRADE_TO_SECONDARY,
+        /// DOWNGRADE_TO_SECONDARY, DOWNGRADE_TO_INACTIVE or REMOVE.
+        #[arg(short = 'p', long = "type")]
+        kind: String,
+        /// The node that carries it out (normally the primary).
+        #[arg(short = 't', long = "target")]
+        target: String,
+        /// The node it is about.
+        #[arg(short = 'n', long = "node")]
+        node: String,
+    },
+    /// Dead partitions: their former replicas, what they reported, and which to make primary.
+    #[command(name = "ddd_diagnose")]
+    DddDiagnose {
+        #[arg(short = 'g', long = "gpid")]
+        gpid: Option<String>,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -200,6 +268,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "cluster_info",
     "count_data",
     "create",
+    "ddd_diagnose",
     "del",
     "drop",
     "exit",
@@ -213,8 +282,12 @@ pub const COMMAND_NAMES: &[&str] = &[
     "multi_get",
     "multi_set",
     "nodes",
+    "propose",
     "quit",
+    "remote_command",
     "scan",
+    "server_info",
+    "server_stat",
     "set",
     "set_meta_level",
     "sortkey_count",

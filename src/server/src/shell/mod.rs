@@ -7,6 +7,7 @@ mod admin;
 mod commands;
 mod data;
 mod escape;
+mod remote;
 mod report;
 
 use aerie_client::{Client, ClientOptions, Table};
@@ -64,6 +65,20 @@ impl Shell {
             C::App { name, detailed, out } => self.app(&name, detailed, &out),
             C::Nodes { detailed, status, out } => self.nodes(detailed, status, &out),
             C::ClusterInfo { out } => self.cluster_info(&out),
+            C::RemoteCommand { targets, command } => {
+                let (name, args) = command.split_first().expect("clap requires a command");
+                self.remote_command(&targets, name, args)
+            }
+            C::ServerInfo { targets } => self.remote_command(&targets, "server-info", &[]),
+            C::ServerStat { targets } => self.remote_command(&targets, "server-stat", &[]),
+            C::Propose {
+                force,
+                gpid,
+                kind,
+                target,
+                node,
+            } => self.propose(force, &gpid, &kind, &target, &node),
+            C::DddDiagnose { gpid, out } => self.ddd_diagnose(gpid.as_deref(), &out),
             C::GetMetaLevel => self.get_meta_level(),
             C::SetMetaLevel { level } => self.set_meta_level(&level),
             C::Use { name } => self.use_table(&name),
