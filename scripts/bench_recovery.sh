@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Recovery benchmarks with release builds of aerie and of the benchmark driver:
+#   scripts/bench_recovery.sh failover [TRIALS]   time until every partition takes writes after a SIGKILL
+#   scripts/bench_recovery.sh learning [GIB]      learning speed of a ~GIB partition, foreground p99
+# The processes run on loopback ports with temporary data dirs; results go to standard output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/env.sh
+ensure_build_packages
+# A separate target dir: release builds would otherwise invalidate the test builds' cache.
+export CARGO_TARGET_DIR="${AERIE_RELEASE_TARGET_DIR:-$HOME/.cache/aerie/release-target}"
+cargo build --release --locked -p aerie -p aerie-tests --bin aerie --bin bench-recovery
+AERIE_TEST_BIN="$CARGO_TARGET_DIR/release/aerie" exec "$CARGO_TARGET_DIR/release/bench-recovery" "$@"

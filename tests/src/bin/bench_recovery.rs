@@ -1,0 +1,297 @@
+//! Recovery benchmarks against real `aerie` processes (run through `scripts/bench_recovery.sh`):
+//!
+//! - `failover`: SIGKILL the replica server leading the most partitions, default settings; how long
+//!   until every partition accepts writes again (each partition probed continuously).
+//! - `learning`: a ~1 GB partition loses a secondary; how fast the new one learns (MB/s), and the
+//!   p99 of a foreground workload on another table before and during the copy.
+
+use aerie_client::Table;
+use aerie_common::{partition_index, NodeAddr};
+use aerie_tests::{metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 8;
+
+fn key_in(pidx: u32, partitions: u32, n: u64) -> Vec<u8> {
+    (0u64..)
+        .map(|i| format!("p{pidx}-{n}-{i}").into_bytes())
+        .find(|k| partition_index(k, b"", partitions) == pidx)
+        .expect("some key hashes to every partition")
+}
+
+/// One entry per probe write: partition, started, finished, succeeded.
+type ProbeLog = Arc<Mutex<Vec<(u32, Instant, Instant, bool)>>>;
+
+/// Writes to one partition in a loop; records when each write finished and whether it succeeded.
+async fn probe(table: Table, pidx: u32, stop: Arc<AtomicBool>, log: ProbeLog) {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let started = Instant::now();
+        let ok = table.set(&key_in(pidx, PARTITIONS, n), b"s", b"v", 0).await.is_ok();
+        log.lock().unwrap().push((pidx, started, Instant::now(), ok));
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn failover(trials: usize) {
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions::default());
+    let admin = cluster.client(Duration::from_secs(30));
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    admin.create_table("failover", PARTITIONS, 3).await.unwrap();
+    println!("failover: 1 meta + 3 replica servers, default settings (fd_grace_seconds = 10), table of {PARTITIONS} partitions");
+    let mut worst = Vec::new();
+    for trial in 1..=trials {
+        let client = cluster.client(Duration::from_millis(500));
+        let table = client.table("failover").await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probes: Vec<_> = (0..PARTITIONS)
+            .map(|p| tokio::spawn(probe(table.clone(), p, stop.clone(), log.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let app = admin.query_config("failover").await.unwrap();
+        let victim: NodeAddr = *cluster
+            .replica_addrs
+            .iter()
+            .max_by_key(|n| app.partitions.iter().filter(|p| p.primary == Some(**n)).count())
+            .unwrap();
+        let led: Vec<u32> = app
+            .partitions
+            .iter()
+            .filter(|p| p.primary == Some(victim))
+            .map(|p| p.gpid.pidx)
+            .collect();
+        let index = cluster.replica_addrs.iter().position(|a| *a == victim).unwrap();
+        let killed_at = Instant::now();
+        cluster.replicas[index].kill();
+        // Every partition must have a write that started after the kill and succeeded.
+        let recovered = wait_until("every partition to accept writes", Duration::from_secs(120), || {
+            let log = log.clone();
+            async move {
+                let log = log.lock().unwrap();
+                let mut times = Vec::new();
+                for pidx in 0..PARTITIONS {
+                    let first = log
+                        .iter()
+                        .filter(|(p, started, _, ok)| *p == pidx && *ok && *started >= killed_at)
+                        .map(|(_, _, done, _)| done.duration_since(killed_at))
+                        .min();
+                    match first {
+                        Some(t) => times.push((pidx, t)),
+                        None => return Err(format!("partition {pidx} not yet")),
+                    }
+                }
+                Ok(times)
+            }
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        for p in probes {
+            let _ = p.await;
+        }
+        let max = recovered.iter().map(|(_, t)| *t).max().unwrap();
+        let led_times: Vec<String> = recovered
+            .iter()
+            .filter(|(p, _)| led.contains(p))
+            .map(|(p, t)| format!("{p}:{:.2}s", t.as_secs_f64()))
+            .collect();
+        let others = recovered
+            .iter()
+            .filter(|(p, _)| !led.contains(p))
+            .map(|(_, t)| *t)
+            .max();
+        println!(
+            "  trial {trial}: killed {victim} (primary of {} partitions); all {PARTITIONS} partitions writable after {:.2} s; its partitions {}; the others after at most {:.2} s",
+            led.len(),
+            max.as_secs_f64(),
+            led_times.join(" "),
+            others.unwrap_or_default().as_secs_f64()
+        );
+        worst.push(max);
+        cluster.replicas[index].restart();
+        wait_fully_healthy(&admin, "failover", Duration::from_secs(120)).await;
+    }
+    let mean = worst.iter().map(Duration::as_secs_f64).sum::<f64>() / worst.len() as f64;
+    println!("failover: mean {mean:.2} s over {trials} trials (every partition writable again)");
+}
+
+fn incompressible(i: u64, len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (i + 1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Runs a foreground workload (50% read / 50% update) until `stop`; latencies go to `phase()`.
+async fn foreground(
+    table: Table,
+    stop: Arc<AtomicBool>,
+    during: Arc<AtomicBool>,
+    hists: Arc<Mutex<[Histogram<u64>; 2]>>,
+) {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let key = format!("fg{}", i % 10_000).into_bytes();
+        let started = Instant::now();
+        let ok = if i % 2 == 0 {
+            table.get(&key, b"s").await.is_ok()
+        } else {
+            table.set(&key, b"s", &[b'v'; 100], 0).await.is_ok()
+        };
+        if ok {
+            let micros = started.elapsed().as_micros().max(1) as u64;
+            let phase = during.load(Ordering::Relaxed) as usize;
+            let _ = hists.lock().unwrap()[phase].record(micros.min(60_000_000));
+        }
+    }
+}
+
+async fn learning(gib: f64) {
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions {
+        replica_servers: 4,
+        settings: vec![
+            "meta_server.replica_assign_delay_ms_for_dropouts=1000".into(),
+            "replication.learn_cache_mutations=1000".into(),
+        ],
+    });
+    let admin = cluster.client(Duration::from_secs(30));
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    admin.create_table("big", 1, 3).await.unwrap();
+    admin.create_table("fg", PARTITIONS, 3).await.unwrap();
+    let client = cluster.client(Duration::from_secs(30));
+    let big = client.table("big").await.unwrap();
+    let records = (gib * 1024.0 * 1024.0) as u64; // 1 KiB values
+    let load_started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let loaders: Vec<_> = (0..16)
+        .map(|_| {
+            let (big, next) = (big.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= records {
+                        return;
+                    }
+                    big.set(format!("r{i:09}").as_bytes(), b"s", &incompressible(i, 1024), 0)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for l in loaders {
+        l.await.unwrap();
+    }
+    println!(
+        "learning: loaded {records} records of 1 KiB ({:.2} GiB) into one partition in {:.0} s",
+        gib,
+        load_started.elapsed().as_secs_f64()
+    );
+
+    let fg = client.table("fg").await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicBool::new(false));
+    let hists = Arc::new(Mutex::new([
+        Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+    ]));
+    let workers: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(foreground(fg.clone(), stop.clone(), during.clone(), hists.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+
+    let app = admin.query_config("big").await.unwrap();
+    let victim = app.partitions[0].secondaries[0];
+    let fourth = *cluster
+        .replica_addrs
+        .iter()
+        .find(|a| !app.partitions[0].is_member(**a))
+        .unwrap();
+    let index = cluster.replica_addrs.iter().position(|a| *a == victim).unwrap();
+    during.store(true, Ordering::Relaxed);
+    let killed = Instant::now();
+    cluster.replicas[index].kill();
+    wait_until("the dead secondary to leave", Duration::from_secs(60), || async {
+        let app = admin.query_config("big").await.map_err(|e| e.to_string())?;
+        if app.partitions[0].is_member(victim) {
+            Err("still a member".into())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    wait_fully_healthy(&admin, "big", Duration::from_secs(3600)).await;
+    let healed = killed.elapsed();
+    during.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let text = metrics(fourth);
+    let node = fourth.to_string();
+    let bytes: f64 = ["cache", "log", "checkpoint"]
+        .iter()
+        .map(|s| {
+            sample(
+                &text,
+                &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"{s}\"}}"),
+            )
+        })
+        .sum();
+    let checkpoint = sample(
+        &text,
+        &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"checkpoint\"}}"),
+    );
+    let log = cluster.replicas[cluster.replica_addrs.iter().position(|a| *a == fourth).unwrap()].log_tail(2000);
+    let copy_line = log
+        .lines()
+        .find(|l| l.contains("checkpoint copied"))
+        .unwrap_or("")
+        .to_string();
+    println!(
+        "learning: the new secondary on {fourth} received {:.0} MB ({:.0} MB as a checkpoint); fully healthy {:.1} s after the kill",
+        bytes / 1e6,
+        checkpoint / 1e6,
+        healed.as_secs_f64()
+    );
+    println!(
+        "learning: {}",
+        copy_line.split_once("INFO ").map(|(_, r)| r).unwrap_or(&copy_line)
+    );
+    let hists = hists.lock().unwrap();
+    for (name, h) in ["before", "during"].iter().zip(hists.iter()) {
+        println!(
+            "foreground (table fg, 8 clients, 50/50 get/set) {name} learning: {} ops, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
+            h.len(),
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.value_at_quantile(0.999) as f64 / 1000.0
+        );
+    }
+    drop(cluster);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("failover") => failover(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)).await,
+        Some("learning") => learning(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
+        _ => {
+            eprintln!("usage: bench-recovery failover [TRIALS] | learning [GIB]");
+            std::process::exit(2);
+        }
+    }
+}
