@@ -6,9 +6,9 @@
 //!                        secondaries learn the committed point from the next Prepare or a GroupCheck
 //! ```
 //!
-//! A prepare that fails is retried after a delay while the partition's configuration is unchanged
-//! (removing an unresponsive secondary through the meta is a later step). A new primary re-proposes
-//! every uncommitted mutation under its ballot before it serves.
+//! A prepare that fails makes the primary ask the meta to remove that secondary (see
+//! `reconfigure`); until the configuration changes, what the secondary lacks is resent after a
+//! delay. A new primary re-proposes every uncommitted mutation under its ballot before it serves.
 
 use super::actor::{Replica, WriteWaiter};
 use super::pipelines::{Applied, LogWritten};
