@@ -80,8 +80,29 @@ pub enum CureAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CureOutcome {
     Act(CureAction),
-    Wait(String),
+    /// Nothing to do yet, and why. `until_ms` (meta clock): when the wait ends by itself, if it
+    /// does without any event, so that the cure can look again then.
+    Wait {
+        reason: String,
+        until_ms: Option<u64>,
+    },
     Healthy,
+}
+
+impl CureOutcome {
+    fn wait(reason: impl Into<String>) -> Self {
+        CureOutcome::Wait {
+            reason: reason.into(),
+            until_ms: None,
+        }
+    }
+
+    fn wait_until(until_ms: u64, reason: impl Into<String>) -> Self {
+        CureOutcome::Wait {
+            reason: reason.into(),
+            until_ms: Some(until_ms),
+        }
+    }
 }
 
 impl fmt::Display for CureAction {
@@ -118,6 +139,15 @@ impl ClusterView<'_> {
         let dropped = self.dropped_at.get(&node).copied().unwrap_or(0);
         let since = self.alive_since.get(&node).copied().unwrap_or(0);
         since > dropped || self.now_ms.saturating_sub(dropped) >= self.rejoin_after_ms
+    }
+
+    /// When a live node that dropped out will have shown it is alive by staying alive (meta clock).
+    fn rejoins_at(&self, node: NodeAddr) -> Option<u64> {
+        if !self.alive.contains(&node) || self.back_since_drop(node) {
+            return None;
+        }
+        let dropped = self.dropped_at.get(&node).copied().unwrap_or(0);
+        Some(dropped + self.rejoin_after_ms)
     }
 
     fn may_receive(&self, node: NodeAddr) -> bool {
@@ -183,11 +213,11 @@ fn cure_dead_partition(config: &PartitionConfig, view: &ClusterView<'_>) -> Cure
     if config.ballot == 0 {
         return match view.fewest_primaries(view.alive.iter().copied()) {
             Some(node) => CureOutcome::Act(CureAction::AssignPrimary(node)),
-            None => CureOutcome::Wait("a new partition and no alive node".into()),
+            None => CureOutcome::wait("a new partition and no alive node"),
         };
     }
     match config.last_drops.as_slice() {
-        [] => CureOutcome::Wait(format!(
+        [] => CureOutcome::wait(format!(
             "dead, and no record of its former replicas; see ddd_diagnose -g {}",
             config.gpid
         )),
@@ -195,7 +225,7 @@ fn cure_dead_partition(config: &PartitionConfig, view: &ClusterView<'_>) -> Cure
             if view.alive.contains(only) && view.reports.contains_key(only) {
                 CureOutcome::Act(CureAction::AssignPrimary(*only))
             } else {
-                CureOutcome::Wait(format!("dead; waiting for its last replica on {only} to come back"))
+                CureOutcome::wait(format!("dead; waiting for its last replica on {only} to come back"))
             }
         }
         [.., second_last, last] => {
@@ -204,7 +234,7 @@ fn cure_dead_partition(config: &PartitionConfig, view: &ClusterView<'_>) -> Cure
                 .filter(|n| view.alive.contains(n) && view.reports.contains_key(n))
                 .collect();
             if back.len() < 2 {
-                return CureOutcome::Wait(format!(
+                return CureOutcome::wait(format!(
                     "dead; waiting for its last two replicas ({second_last}, {last}) to come back and report"
                 ));
             }
@@ -222,10 +252,10 @@ fn cure_dead_partition(config: &PartitionConfig, view: &ClusterView<'_>) -> Cure
 
 fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView<'_>) -> CureOutcome {
     if let Some(node) = view.adding {
-        return CureOutcome::Wait(format!("adding a secondary on {node}"));
+        return CureOutcome::wait(format!("adding a secondary on {node}"));
     }
     if view.knobs.flow_control && view.knobs.max_adds_per_node == 0 {
-        return CureOutcome::Wait("adding secondaries is stopped (add_secondary_max_count_for_one_node = 0)".into());
+        return CureOutcome::wait("adding secondaries is stopped (add_secondary_max_count_for_one_node = 0)");
     }
     let members: BTreeSet<NodeAddr> = config.members().collect();
     // The node that dropped out most recently is the cheapest new secondary: it has most of the data.
@@ -251,7 +281,10 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
             .knobs
             .assign_delay_ms
             .saturating_sub(view.now_ms.saturating_sub(since));
-        return CureOutcome::Wait(format!("waiting {left} ms more for {dropped} to come back"));
+        // Waiting ends when the delay does, or earlier when the dropped node can be taken back.
+        let delay_ends = view.now_ms + left;
+        let until = view.rejoins_at(dropped).map_or(delay_ends, |at| at.min(delay_ends));
+        return CureOutcome::wait_until(until, format!("waiting {left} ms more for {dropped} to come back"));
     }
     let candidate = view
         .alive
@@ -263,11 +296,16 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
             let (table, total) = view.load(*n);
             (table.replicas, total.replicas, *n)
         });
-    match candidate {
-        Some(node) => CureOutcome::Act(CureAction::AddSecondary(node)),
-        None => {
-            CureOutcome::Wait("no node can take another secondary (all members, black-listed, dead or busy)".into())
-        }
+    let reason = "no node can take another secondary (all members, black-listed, dead or busy)";
+    match (
+        candidate,
+        last_dropped
+            .filter(|n| view.may_receive(*n))
+            .and_then(|n| view.rejoins_at(n)),
+    ) {
+        (Some(node), _) => CureOutcome::Act(CureAction::AddSecondary(node)),
+        (None, Some(rejoins_at)) => CureOutcome::wait_until(rejoins_at, reason),
+        (None, None) => CureOutcome::wait(reason),
     }
 }
 

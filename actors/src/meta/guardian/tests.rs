@@ -92,7 +92,14 @@ fn act(action: CureAction) -> CureOutcome {
 }
 
 fn waits(outcome: &CureOutcome, words: &str) -> bool {
-    matches!(outcome, CureOutcome::Wait(reason) if reason.contains(words))
+    matches!(outcome, CureOutcome::Wait { reason, .. } if reason.contains(words))
+}
+
+fn wait_ends(outcome: &CureOutcome) -> Option<u64> {
+    match outcome {
+        CureOutcome::Wait { until_ms, .. } => *until_ms,
+        other => panic!("expected a wait, got {other:?}"),
+    }
 }
 
 #[test]
@@ -206,10 +213,13 @@ fn missing_secondary_waits_for_the_dropped_node_during_the_delay() {
     let mut partition = config(Some(1), &[2]);
     partition.last_drops = vec![node(3)];
     world.dropped_at.insert(node(3), world.now_ms - 60_000);
-    assert!(waits(
-        &world.cure(&partition),
-        "waiting 240000 ms more for 127.0.0.1:34803"
-    ));
+    let outcome = world.cure(&partition);
+    assert!(waits(&outcome, "waiting 240000 ms more for 127.0.0.1:34803"));
+    assert_eq!(
+        wait_ends(&outcome),
+        Some(world.now_ms + 240_000),
+        "the cure looks again when the delay ends"
+    );
 }
 
 #[test]
@@ -250,9 +260,12 @@ fn a_node_dropped_for_failing_is_not_taken_back_before_it_shows_it_is_alive() {
     partition.last_drops = vec![node(3)];
     world.alive_since.insert(node(3), world.now_ms - 60_000);
     world.dropped_at.insert(node(3), world.now_ms - 1_000);
-    assert!(
-        waits(&world.cure(&partition), "waiting"),
-        "neither it nor another node yet"
+    let outcome = world.cure(&partition);
+    assert!(waits(&outcome, "waiting"), "neither it nor another node yet");
+    assert_eq!(
+        wait_ends(&outcome),
+        Some(world.now_ms + 9_000),
+        "the cure looks again when it may be taken back, long before the delay ends"
     );
     world.dropped_at.insert(node(3), world.now_ms - 10_000);
     assert_eq!(
@@ -260,6 +273,27 @@ fn a_node_dropped_for_failing_is_not_taken_back_before_it_shows_it_is_alive() {
         act(CureAction::AddSecondary(node(3))),
         "alive a whole grace period since"
     );
+}
+
+#[test]
+fn waiting_for_nothing_in_particular_has_no_end() {
+    let world = World::new(&[1, 2]);
+    let outcome = world.cure(&config(Some(1), &[2]));
+    assert!(waits(&outcome, "no node can take another secondary"));
+    assert_eq!(wait_ends(&outcome), None, "only a node event can change it");
+}
+
+#[test]
+fn a_dropped_node_that_is_the_only_candidate_is_awaited_until_it_has_shown_it_is_alive() {
+    let mut world = World::new(&[1, 2, 3]);
+    world.knobs.assign_delay_ms = 0;
+    let mut partition = config(Some(1), &[2]);
+    partition.last_drops = vec![node(3)];
+    world.alive_since.insert(node(3), world.now_ms - 60_000);
+    world.dropped_at.insert(node(3), world.now_ms - 4_000);
+    let outcome = world.cure(&partition);
+    assert!(waits(&outcome, "no node can take another secondary"));
+    assert_eq!(wait_ends(&outcome), Some(world.now_ms + 6_000));
 }
 
 #[test]

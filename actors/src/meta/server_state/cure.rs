@@ -65,6 +65,7 @@ impl ServerState {
         let empty_reports = BTreeMap::new();
         let empty_drops = BTreeMap::new();
         let mut actions = Vec::new();
+        let mut next_wakeup: Option<u64> = None;
         for app in self.available_apps() {
             let table_load = self.loads(Some(app.info.app_id));
             for partition in &app.partitions {
@@ -88,10 +89,18 @@ impl ServerState {
                         }
                         actions.push((partition.gpid, action));
                     }
-                    CureOutcome::Wait(reason) => debug!(gpid = %partition.gpid, %reason, "cure waits"),
+                    CureOutcome::Wait { reason, until_ms } => {
+                        debug!(gpid = %partition.gpid, %reason, "cure waits");
+                        if let Some(at) = until_ms.filter(|at| *at > now) {
+                            next_wakeup = Some(next_wakeup.map_or(at, |n| n.min(at)));
+                        }
+                    }
                     CureOutcome::Healthy => {}
                 }
             }
+        }
+        if let Some(at) = next_wakeup {
+            self.wake_cure_at(at, now, ctx);
         }
         for (gpid, action) in actions {
             let removed_alive = match action {
@@ -107,6 +116,21 @@ impl ServerState {
             META_CURE_ACTIONS.with_label_values(&[kind, "taken"]).inc();
             self.execute(gpid, action, ctx);
         }
+    }
+
+    /// Makes sure the cure runs again at `at` (meta clock), unless a run is already set earlier.
+    fn wake_cure_at(&mut self, at: u64, now: u64, ctx: &mut Context<Self>) {
+        if let Some((pending, handle)) = self.cure_wakeup {
+            if pending <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(Duration::from_millis(at - now), |act, ctx| {
+            act.cure_wakeup = None;
+            act.run_cure(ctx);
+        });
+        self.cure_wakeup = Some((at, handle));
     }
 
     pub(super) fn execute(&mut self, gpid: Gpid, action: CureAction, ctx: &mut Context<Self>) {

@@ -93,6 +93,9 @@ pub struct ServerState {
     adding: BTreeMap<Gpid, Adding>,
     knobs: CureKnobs,
     cure_scheduled: bool,
+    /// A cure run set for when the earliest timed wait ends (meta clock), so that a partition does
+    /// not wait a whole `cure_interval` longer than it must.
+    cure_wakeup: Option<(u64, SpawnHandle)>,
     /// The level the operator set (or the configured start level).
     stored_level: MetaLevel,
     freeze: FreezeRule,
@@ -138,6 +141,7 @@ impl ServerState {
             adding: BTreeMap::new(),
             knobs,
             cure_scheduled: false,
+            cure_wakeup: None,
             stored_level,
             freeze,
             announced_level: stored_level,

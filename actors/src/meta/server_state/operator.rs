@@ -141,7 +141,7 @@ impl ServerState {
                 (format!("assigning the primary to {node}"), Some(node))
             }
             CureOutcome::Act(action) => (format!("cure: {action}"), None),
-            CureOutcome::Wait(reason) => (reason, None),
+            CureOutcome::Wait { reason, .. } => (reason, None),
             CureOutcome::Healthy => ("healthy".into(), None),
         };
         let dropped: Vec<DroppedReplica> = config
