@@ -74,7 +74,7 @@ pub static LEARN_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static LEARN_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "aerie_replica_learn_bytes_total",
-        "Bytes learners on this node received, by source.",
+        "Bytes learners on this node received, by source (a checkpoint copy counts each chunk as it arrives).",
         &["node", "source"]
     )
     .expect("metric registers once")

@@ -232,6 +232,8 @@ impl Replica {
             return;
         };
         let target = self.dir.join("rdb.learn");
+        // Counted per chunk, so that the copy's progress shows in the metrics while it runs.
+        let progress = LEARN_BYTES.with_label_values(&[&self.node_label, LearnSource::Checkpoint.name()]);
         let fetch = fetch_files(
             self.network.clone(),
             primary,
@@ -241,6 +243,7 @@ impl Replica {
             target.clone(),
             self.options.learn_rate_limit_bytes,
             self.options.rpc_timeout,
+            progress,
         );
         let started = Instant::now();
         ctx.spawn(fetch.into_actor(self).map(move |fetched, act, ctx| {
@@ -251,7 +254,9 @@ impl Replica {
                 Ok(bytes) => {
                     let seconds = started.elapsed().as_secs_f64();
                     info!(gpid = %act.gpid, bytes, seconds, mb_per_s = bytes as f64 / 1e6 / seconds.max(1e-3), "checkpoint copied");
-                    act.count_learned(LearnSource::Checkpoint, bytes);
+                    LEARN_ROUNDS
+                        .with_label_values(&[&act.node_label, LearnSource::Checkpoint.name()])
+                        .inc();
                     act.install_checkpoint(ballot, target, ctx);
                 }
                 Err(e) => act.retry_or_give_up(ballot, format!("copying the checkpoint: {e}"), ctx),
@@ -407,6 +412,7 @@ async fn fetch_files(
     target: PathBuf,
     rate: u64,
     timeout: Duration,
+    progress: prometheus::IntCounter,
 ) -> Result<u64, String> {
     let prepare = target.clone();
     tokio::task::spawn_blocking(move || {
@@ -450,6 +456,7 @@ async fn fetch_files(
                 .map_err(|e| e.to_string())?;
             offset += chunk.data.len() as u64;
             total += chunk.data.len() as u64;
+            progress.inc_by(chunk.data.len() as u64);
         }
         out.sync_all().await.map_err(|e| e.to_string())?;
     }

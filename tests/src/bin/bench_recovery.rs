@@ -3,13 +3,13 @@
 //! - `failover`: SIGKILL the replica server leading the most partitions, default settings; how long
 //!   until every partition accepts writes again (each partition probed continuously).
 //! - `learning`: a ~1 GB partition loses a secondary; how fast the new one learns (MB/s), and the
-//!   p99 of a foreground workload on another table before and during the copy.
+//!   p99 of `aerie bench` workload A on another table, run as its own process, before and during
+//!   the copy.
 
 use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
-use aerie_tests::{metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
-use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicBool, Ordering};
+use aerie_tests::{aerie_bin, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,30 +133,41 @@ fn incompressible(i: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs a foreground workload (50% read / 50% update) until `stop`; latencies go to `phase()`.
-async fn foreground(
-    table: Table,
-    stop: Arc<AtomicBool>,
-    during: Arc<AtomicBool>,
-    hists: Arc<Mutex<[Histogram<u64>; 2]>>,
-) {
-    let mut i = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        i += 1;
-        let key = format!("fg{}", i % 10_000).into_bytes();
-        let started = Instant::now();
-        let ok = if i % 2 == 0 {
-            table.get(&key, b"s").await.is_ok()
-        } else {
-            table.set(&key, b"s", &[b'v'; 100], 0).await.is_ok()
-        };
-        if ok {
-            let micros = started.elapsed().as_micros().max(1) as u64;
-            let phase = during.load(Ordering::Relaxed) as usize;
-            let _ = hists.lock().unwrap()[phase].record(micros.min(60_000_000));
-        }
-    }
+/// Runs `aerie bench` against the cluster as a separate process and returns what it printed.
+fn aerie_bench(meta: NodeAddr, args: &[&str]) -> String {
+    let output = std::process::Command::new(aerie_bin())
+        .arg("bench")
+        .arg("--meta")
+        .arg(meta.to_string())
+        .args(args)
+        .output()
+        .expect("aerie bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "aerie bench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
+
+fn checkpoint_bytes(node: NodeAddr) -> f64 {
+    sample(
+        &metrics(node),
+        &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"checkpoint\"}}"),
+    )
+}
+
+fn checkpoint_rounds(node: NodeAddr) -> f64 {
+    sample(
+        &metrics(node),
+        &format!("aerie_replica_learn_rounds_total{{node=\"{node}\",source=\"checkpoint\"}}"),
+    )
+}
+
+const FOREGROUND: &[&str] = &["--table", "fg", "--records", "100000", "--threads", "32"];
+/// The default `learn_rate_limit_mb`.
+const RATE_LIMIT_MIB: f64 = 100.0;
 
 async fn learning(gib: f64) {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
@@ -169,12 +180,11 @@ async fn learning(gib: f64) {
     let admin = cluster.client(Duration::from_secs(30));
     cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
     admin.create_table("big", 1, 3).await.unwrap();
-    admin.create_table("fg", PARTITIONS, 3).await.unwrap();
     let client = cluster.client(Duration::from_secs(30));
     let big = client.table("big").await.unwrap();
     let records = (gib * 1024.0 * 1024.0) as u64; // 1 KiB values
     let load_started = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
     let loaders: Vec<_> = (0..16)
         .map(|_| {
             let (big, next) = (big.clone(), next.clone());
@@ -195,22 +205,22 @@ async fn learning(gib: f64) {
         l.await.unwrap();
     }
     println!(
-        "learning: loaded {records} records of 1 KiB ({:.2} GiB) into one partition in {:.0} s",
-        gib,
+        "learning: loaded {records} records of 1 KiB ({gib:.2} GiB) into one partition in {:.0} s",
         load_started.elapsed().as_secs_f64()
     );
 
-    let fg = client.table("fg").await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let during = Arc::new(AtomicBool::new(false));
-    let hists = Arc::new(Mutex::new([
-        Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
-        Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
-    ]));
-    let workers: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(foreground(fg.clone(), stop.clone(), during.clone(), hists.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    let meta = cluster.meta_addr;
+    let workload = move |seconds: u64| {
+        let duration = seconds.to_string();
+        let mut args = FOREGROUND.to_vec();
+        args.extend(["--workloads", "a", "--duration", duration.as_str()]);
+        aerie_bench(meta, &args)
+    };
+    aerie_bench(meta, &[FOREGROUND, &["--workloads", "load"]].concat());
+    // The copy runs at the rate limit; the "during" run must end before the copy does.
+    let copy_seconds = gib * 1024.0 / RATE_LIMIT_MIB;
+    let during_seconds = ((copy_seconds * 0.7) as u64).max(3);
+    let before = workload(during_seconds);
 
     let app = admin.query_config("big").await.unwrap();
     let victim = app.partitions[0].secondaries[0];
@@ -220,25 +230,24 @@ async fn learning(gib: f64) {
         .find(|a| !app.partitions[0].is_member(**a))
         .unwrap();
     let index = cluster.replica_addrs.iter().position(|a| *a == victim).unwrap();
-    during.store(true, Ordering::Relaxed);
     let killed = Instant::now();
     cluster.replicas[index].kill();
-    wait_until("the dead secondary to leave", Duration::from_secs(60), || async {
-        let app = admin.query_config("big").await.map_err(|e| e.to_string())?;
-        if app.partitions[0].is_member(victim) {
-            Err("still a member".into())
-        } else {
+    wait_until("the checkpoint copy to start", Duration::from_secs(120), || async {
+        if checkpoint_bytes(fourth) > 0.0 {
             Ok(())
+        } else {
+            Err("no checkpoint bytes yet".to_string())
         }
     })
     .await;
+    let copy_began = killed.elapsed();
+    let during = tokio::task::spawn_blocking(move || workload(during_seconds))
+        .await
+        .unwrap();
+    let overlapped = checkpoint_rounds(fourth) == 0.0;
     wait_fully_healthy(&admin, "big", Duration::from_secs(3600)).await;
     let healed = killed.elapsed();
-    during.store(false, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.await;
-    }
+
     let text = metrics(fourth);
     let node = fourth.to_string();
     let bytes: f64 = ["cache", "log", "checkpoint"]
@@ -250,10 +259,6 @@ async fn learning(gib: f64) {
             )
         })
         .sum();
-    let checkpoint = sample(
-        &text,
-        &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"checkpoint\"}}"),
-    );
     let log = cluster.replicas[cluster.replica_addrs.iter().position(|a| *a == fourth).unwrap()].log_tail(2000);
     let copy_line = log
         .lines()
@@ -261,25 +266,28 @@ async fn learning(gib: f64) {
         .unwrap_or("")
         .to_string();
     println!(
-        "learning: the new secondary on {fourth} received {:.0} MB ({:.0} MB as a checkpoint); fully healthy {:.1} s after the kill",
+        "learning: the new secondary on {fourth} received {:.0} MB ({:.0} MB as a checkpoint); the copy began {:.1} s after the kill; fully healthy {:.1} s after the kill",
         bytes / 1e6,
-        checkpoint / 1e6,
+        checkpoint_bytes(fourth) / 1e6,
+        copy_began.as_secs_f64(),
         healed.as_secs_f64()
     );
     println!(
         "learning: {}",
         copy_line.split_once("INFO ").map(|(_, r)| r).unwrap_or(&copy_line)
     );
-    let hists = hists.lock().unwrap();
-    for (name, h) in ["before", "during"].iter().zip(hists.iter()) {
-        println!(
-            "foreground (table fg, 8 clients, 50/50 get/set) {name} learning: {} ops, p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms",
-            h.len(),
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
-            h.value_at_quantile(0.999) as f64 / 1000.0
-        );
-    }
+    println!(
+        "aerie bench {} --workloads a --duration {during_seconds}, before the kill:\n{before}",
+        FOREGROUND.join(" ")
+    );
+    println!(
+        "the same, started as the copy began{}:\n{during}",
+        if overlapped {
+            " (the copy was still running when it ended)"
+        } else {
+            " (WARNING: the copy ended first)"
+        }
+    );
     drop(cluster);
 }
 
