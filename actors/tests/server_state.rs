@@ -5,7 +5,7 @@
 use actix::Addr;
 use aerie_actors::meta::guardian::CureKnobs;
 use aerie_actors::meta::level::FreezeRule;
-use aerie_actors::meta::{GetFailureDetector, MetaParams, ServerState, StoreLayout};
+use aerie_actors::meta::{GetMetaHelpers, MetaParams, ServerState, StoreLayout};
 use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
 use aerie_metastore::{MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
@@ -107,7 +107,7 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
         ready: Default::default(),
     };
     let addr = ServerState::start(params, Some(loaded));
-    let detector = addr.send(GetFailureDetector).await.unwrap();
+    let detector = addr.send(GetMetaHelpers).await.unwrap().failure_detector;
     for i in 0..3 {
         detector.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
     }
@@ -132,11 +132,13 @@ fn create(name: &str) -> Inbound<CreateApp> {
 }
 
 async fn table_names(addr: &Addr<ServerState>) -> Vec<String> {
-    // Right after a restart the meta may still be loading; it says so with ERR_INVALID_STATE.
+    // Right after a restart the meta may still be loading; it says so with ERR_SERVICE_NOT_ACTIVE.
     for _ in 0..100 {
         match addr.send(Inbound(ListApps { include_dropped: false })).await.unwrap() {
             Ok(apps) => return apps.into_iter().map(|a| a.info.app_name).collect(),
-            Err(e) if e.code == ErrorCode::ERR_INVALID_STATE => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) if e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(e) => panic!("{e}"),
         }
     }

@@ -101,7 +101,7 @@ impl Client {
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
                 match self.inner.network.call(metas[index], req.clone(), remaining).await {
-                    Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_STATE => last_error = Some(e),
+                    Ok(Err(e)) if e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE => last_error = Some(e),
                     Ok(answer) => {
                         self.inner.leader.store(index, Ordering::Relaxed);
                         return answer;

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     ERR_KEY_TOO_LARGE,
     ERR_SHUTTING_DOWN,
     ERR_UNKNOWN_COMMAND,
+    /// The server is starting (e.g. a meta loading its state): try again shortly.
+    ERR_SERVICE_NOT_ACTIVE,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::ERR_KEY_TOO_LARGE => "ERR_KEY_TOO_LARGE",
             ErrorCode::ERR_SHUTTING_DOWN => "ERR_SHUTTING_DOWN",
             ErrorCode::ERR_UNKNOWN_COMMAND => "ERR_UNKNOWN_COMMAND",
+            ErrorCode::ERR_SERVICE_NOT_ACTIVE => "ERR_SERVICE_NOT_ACTIVE",
         }
     }
 
@@ -79,6 +82,7 @@ impl ErrorCode {
                 | ErrorCode::ERR_FORWARD_TO_OTHERS
                 | ErrorCode::ERR_BUSY
                 | ErrorCode::ERR_SHUTTING_DOWN
+                | ErrorCode::ERR_SERVICE_NOT_ACTIVE
         )
     }
 }
@@ -128,6 +132,7 @@ mod tests {
             ErrorCode::ERR_INVALID_VERSION,
             ErrorCode::ERR_FORWARD_TO_OTHERS,
             ErrorCode::ERR_UNKNOWN_COMMAND,
+            ErrorCode::ERR_SERVICE_NOT_ACTIVE,
         ] {
             assert_eq!(code.name(), format!("{code:?}"));
         }
