@@ -2,8 +2,9 @@
 //! carry a `node` label because `--role all` runs several replica servers in one process.
 
 use prometheus::{
-    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -148,6 +149,31 @@ pub static META_REPLICA_STDDEV: LazyLock<GaugeVec> = LazyLock::new(|| {
         "aerie_meta_replicas_per_node_stddev",
         "Standard deviation of replica counts across alive nodes, by kind (primary, total).",
         &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_BALANCE_OPERATIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "aerie_meta_balance_operations",
+        "Moves the balancer would still make (planned and under way); -1 while a node has not reported."
+    )
+    .expect("metric registers once")
+});
+
+pub static META_BALANCE_MOVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_meta_balance_moves_total",
+        "Balance moves (balancer, operator and node evacuation), by kind and outcome (started, done, given_up).",
+        &["kind", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_SELF_FREEZES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "aerie_meta_self_freezes_total",
+        "Times the meta froze itself because too few nodes were alive."
     )
     .expect("metric registers once")
 });

@@ -38,6 +38,8 @@ pub struct ProcessCluster {
     pub meta: AerieProcess,
     pub replica_addrs: Vec<NodeAddr>,
     pub replicas: Vec<AerieProcess>,
+    /// Settings every process gets.
+    common: Vec<String>,
 }
 
 fn settings(pairs: &[String]) -> Vec<String> {
@@ -62,33 +64,49 @@ impl ProcessCluster {
         ]));
         let meta = AerieProcess::start("meta", meta_args, dir.path().join("meta.log"));
 
-        let mut replica_addrs = Vec::new();
-        let mut replicas = Vec::new();
-        for i in 0..options.replica_servers {
-            let addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let mut args = vec!["--role".to_string(), "replica".to_string()];
-            args.extend(settings(&common));
-            args.extend(settings(&[
-                format!("replication.address={addr}"),
-                format!(
-                    "replication.data_dirs=default:{}",
-                    dir.path().join(format!("replica{i}")).display()
-                ),
-            ]));
-            replicas.push(AerieProcess::start(
-                &format!("replica{i}"),
-                args,
-                dir.path().join(format!("replica{i}.log")),
-            ));
-            replica_addrs.push(addr);
-        }
-        ProcessCluster {
+        let mut cluster = ProcessCluster {
             dir,
             meta_addr,
             meta,
-            replica_addrs,
-            replicas,
+            replica_addrs: Vec::new(),
+            replicas: Vec::new(),
+            common,
+        };
+        for _ in 0..options.replica_servers {
+            cluster.add_replica(1);
         }
+        cluster
+    }
+
+    /// Starts one more replica server (scale out) with `data_dirs` data directories; returns its address.
+    pub fn add_replica(&mut self, data_dirs: usize) -> NodeAddr {
+        let i = self.replicas.len();
+        let addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dirs = match data_dirs {
+            1 => format!("default:{}", self.dir.path().join(format!("replica{i}")).display()),
+            n => (0..n)
+                .map(|d| {
+                    format!(
+                        "disk{d}:{}",
+                        self.dir.path().join(format!("replica{i}-disk{d}")).display()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let mut args = vec!["--role".to_string(), "replica".to_string()];
+        args.extend(settings(&self.common));
+        args.extend(settings(&[
+            format!("replication.address={addr}"),
+            format!("replication.data_dirs={dirs}"),
+        ]));
+        self.replicas.push(AerieProcess::start(
+            &format!("replica{i}"),
+            args,
+            self.dir.path().join(format!("replica{i}.log")),
+        ));
+        self.replica_addrs.push(addr);
+        addr
     }
 
     pub fn client(&self, timeout: Duration) -> Client {

@@ -4,12 +4,11 @@
 //! the other servers and the table is fully healthy again without it; every write a client saw
 //! acknowledged is readable and the replicas agree.
 
-use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
-use aerie_tests::{assert_replicas_identical, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use aerie_tests::{
+    assert_acked_readable, assert_replicas_identical, wait_fully_healthy, ProcessCluster, ProcessClusterOptions,
+    WriteLoad,
+};
 use std::time::Duration;
 
 const WRITERS: u64 = 8;
@@ -25,25 +24,6 @@ fn fast_failure_detection() -> Vec<String> {
         "meta_server.lb_interval_ms=500".into(),
         "meta_server.replica_assign_delay_ms_for_dropouts=2000".into(),
     ]
-}
-
-/// Writes unique keys until told to stop; returns the ones acknowledged.
-async fn writer(table: Table, id: u64, stop: Arc<AtomicBool>, acked_count: Arc<AtomicU64>) -> BTreeSet<u64> {
-    let mut acked = BTreeSet::new();
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let seq = n * WRITERS + id;
-        n += 1;
-        if table
-            .set(format!("k{seq}").as_bytes(), b"s", seq.to_string().as_bytes(), 0)
-            .await
-            .is_ok()
-        {
-            acked.insert(seq);
-            acked_count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    acked
 }
 
 /// A hash key that lands in partition `pidx`.
@@ -65,24 +45,9 @@ async fn the_cluster_heals_itself_around_a_dead_primary_holder_and_loses_nothing
     admin.create_table("crash", PARTITIONS, 3).await.unwrap();
 
     let client = cluster.client(Duration::from_secs(2));
-    let table = client.table("crash").await.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked_count = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| tokio::spawn(writer(table.clone(), id, stop.clone(), acked_count.clone())))
-        .collect();
-    let progress = |min: u64| {
-        let acked_count = acked_count.clone();
-        async move {
-            let now = acked_count.load(Ordering::Relaxed);
-            if now >= min {
-                Ok(now)
-            } else {
-                Err(format!("{now} writes acknowledged"))
-            }
-        }
-    };
-    wait_until("writes before the crash", Duration::from_secs(30), || progress(500)).await;
+    let load = WriteLoad::start(client.table("crash").await.unwrap(), WRITERS);
+    load.wait_for_more("writes before the crash", 500, Duration::from_secs(30))
+        .await;
 
     // Kill the server that leads the most partitions.
     let app = admin.query_config("crash").await.unwrap();
@@ -93,13 +58,12 @@ async fn the_cluster_heals_itself_around_a_dead_primary_holder_and_loses_nothing
         .unwrap();
     let victim = cluster.replica_addrs.iter().position(|a| *a == victim_addr).unwrap();
     cluster.replicas[victim].kill();
-    let at_kill = acked_count.load(Ordering::Relaxed);
 
     // While it is down: writes go on, on every partition.
-    wait_until(
+    load.wait_for_more(
         "writes to continue with a replica server down",
+        1_000,
         Duration::from_secs(60),
-        || progress(at_kill + 1_000),
     )
     .await;
     let probe = cluster.client(Duration::from_secs(20)).table("crash").await.unwrap();
@@ -125,29 +89,13 @@ async fn the_cluster_heals_itself_around_a_dead_primary_holder_and_loses_nothing
         healed.partitions.iter().all(|p| !p.is_member(victim_addr)),
         "the dead server holds no replica any more"
     );
-    let target = acked_count.load(Ordering::Relaxed) + 200;
-    wait_until("writes after healing", Duration::from_secs(30), || progress(target)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
-    for handle in writers {
-        acked.extend(handle.await.unwrap());
-    }
+    load.wait_for_more("writes after healing", 200, Duration::from_secs(30))
+        .await;
+    let acked = load.stop().await;
 
     let reader = cluster.client(Duration::from_secs(20));
     let table = reader.table("crash").await.unwrap();
-    let mut lost = Vec::new();
-    for seq in &acked {
-        match table.get(format!("k{seq}").as_bytes(), b"s").await {
-            Ok(Some(value)) if value == seq.to_string().as_bytes() => {}
-            other => lost.push(format!("k{seq}: {other:?}")),
-        }
-    }
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    assert_acked_readable(&table, &acked).await;
 
     let app = reader.query_config("crash").await.unwrap();
     let records = assert_replicas_identical(&reader, &app).await;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Settings shared by every replica of a replica server.
 #[derive(Clone)]
@@ -312,9 +312,13 @@ impl Replica {
         };
         let dir = self.dir.clone();
         actix::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || write_manifest(&dir, &manifest)).await;
-            if let Ok(Err(e)) = result {
-                warn!(error = %e, "cannot persist replica manifest");
+            let target = dir.clone();
+            let result = tokio::task::spawn_blocking(move || write_manifest(&target, &manifest)).await;
+            match result {
+                // The replica was set aside (removed from this node) meanwhile: nothing to keep.
+                Ok(Err(e)) if !dir.exists() => debug!(error = %e, "replica dir gone; manifest not written"),
+                Ok(Err(e)) => warn!(error = %e, "cannot persist replica manifest"),
+                _ => {}
             }
         });
     }
@@ -400,6 +404,7 @@ impl Handler<GetInfo> for Replica {
             last_applied: self.last_applied,
             durable_committed: self.durable_committed,
             data_dir: self.dir.display().to_string(),
+            data_bytes: self.engine.data_bytes(),
         })
     }
 }

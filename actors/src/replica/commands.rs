@@ -84,6 +84,12 @@ impl ReplicaStub {
             .map(|a| a.send(GetInfo))
             .collect::<Vec<_>>();
         let node = self.me().to_string();
+        let per_dir = self
+            .replicas_per_data_dir()
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join("/");
         Box::pin(
             async move {
                 let infos: Vec<ReplicaInfo> = futures::future::join_all(infos).await.into_iter().flatten().collect();
@@ -92,7 +98,7 @@ impl ReplicaStub {
                 let rounds: u64 = sources.iter().map(|s| LEARN_ROUNDS.with_label_values(&[node.as_str(), s]).get()).sum();
                 let bytes: u64 = sources.iter().map(|s| LEARN_BYTES.with_label_values(&[node.as_str(), s]).get()).sum();
                 format!(
-                    "replica: replicas={}, primaries={}, secondaries={}, learners={}, inactive={}, learn_rounds={rounds}, learn_bytes={bytes}, learn_completed={}, log_bytes={}",
+                    "replica: replicas={}, primaries={}, secondaries={}, learners={}, inactive={}, learn_rounds={rounds}, learn_bytes={bytes}, learn_completed={}, log_bytes={}, replicas_per_data_dir={per_dir}",
                     infos.len(),
                     count(ReplicaStatus::Primary),
                     count(ReplicaStatus::Secondary),

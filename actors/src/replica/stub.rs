@@ -204,6 +204,15 @@ impl ReplicaStub {
         addr
     }
 
+    /// Replicas on each data dir, in the configured order.
+    pub(super) fn replicas_per_data_dir(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.params.data_dirs.len()];
+        for local in self.replicas.values() {
+            counts[local.data_dir] += 1;
+        }
+        counts
+    }
+
     /// The data dir for a new replica: fewest replicas of its table, then fewest in total.
     fn choose_data_dir(&self, app_id: AppId) -> usize {
         (0..self.params.data_dirs.len())
@@ -360,6 +369,7 @@ impl ReplicaStub {
                     ballot: info.ballot,
                     last_committed_decree: info.last_committed,
                     last_prepared_decree: info.last_prepared,
+                    data_bytes: info.data_bytes,
                 })
                 .collect();
             meta.call(&network, ConfigSync { node: me, replicas }, timeout).await

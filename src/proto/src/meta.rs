@@ -177,6 +177,9 @@ pub struct ReplicaReport {
     pub ballot: Ballot,
     pub last_committed_decree: Decree,
     pub last_prepared_decree: Decree,
+    /// Bytes the replica's data takes on disk (what a copy of it would move).
+    #[serde(default)]
+    pub data_bytes: u64,
 }
 
 /// A replica server asks which partitions it should serve, and in which role.
@@ -338,6 +341,148 @@ pub struct Propose {
     pub force: bool,
 }
 
+/// The balancer's moves (SPEC.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum MoveKind {
+    /// The primary and a secondary swap roles: no data copied.
+    MovePri,
+    /// The primary moves to a node that does not serve the partition: it learns, then takes over.
+    CopyPri,
+    /// A secondary moves to a node that does not serve the partition: it learns, then replaces it.
+    CopySec,
+}
+
+impl MoveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveKind::MovePri => "move_pri",
+            MoveKind::CopyPri => "copy_pri",
+            MoveKind::CopySec => "copy_sec",
+        }
+    }
+
+    /// Whether the move copies the partition's data to a new node.
+    pub fn copies_data(self) -> bool {
+        self != MoveKind::MovePri
+    }
+}
+
+impl fmt::Display for MoveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for MoveKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "move_pri" => Ok(MoveKind::MovePri),
+            "copy_pri" => Ok(MoveKind::CopyPri),
+            "copy_sec" => Ok(MoveKind::CopySec),
+            _ => Err(format!("unknown move '{text}': move_pri, copy_pri or copy_sec")),
+        }
+    }
+}
+
+/// One move of one partition's replica from a node to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BalanceMove {
+    pub gpid: Gpid,
+    pub kind: MoveKind,
+    pub from: NodeAddr,
+    pub to: NodeAddr,
+}
+
+impl fmt::Display for BalanceMove {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {} -> {}", self.kind, self.gpid, self.from, self.to)
+    }
+}
+
+/// The shell's `balance`: one manual move, carried out at level steady.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Balance {
+    pub the_move: BalanceMove,
+}
+
+/// What the balancer would do now, without doing it (the shell's `balance_plan`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryBalancePlan {}
+
+/// A planned move and the data it would copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedMove {
+    pub the_move: BalanceMove,
+    pub app_name: String,
+    /// The partition's size as its primary last reported it, for moves that copy data.
+    pub copy_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalancePlan {
+    /// Why the balancer would not act on this plan now, if it would not (level, unhealthy partitions).
+    pub blocked: Option<String>,
+    pub moves: Vec<PlannedMove>,
+    /// Moves under way now.
+    pub in_progress: Vec<BalanceMove>,
+    /// The fewest copies any plan needs, per table summed (a planner that copies more wastes work).
+    pub copy_lower_bound: u64,
+}
+
+/// Empties replica servers so that they can be stopped (`offline_node`): black-lists them for new
+/// replicas, moves their primaries away and copies their replicas elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OfflineNodes {
+    pub nodes: Vec<NodeAddr>,
+    /// Only run the pre-flight checks.
+    pub check_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineCheck {
+    /// What stops the operation; empty when it may go ahead.
+    pub problems: Vec<String>,
+    /// What the operator should know.
+    pub notes: Vec<String>,
+    /// Whether the nodes are now being emptied.
+    pub started: bool,
+}
+
+/// Stops emptying nodes and takes them off the black list (they may receive replicas again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CancelOffline {
+    pub nodes: Vec<NodeAddr>,
+}
+
+/// How far the nodes being emptied are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryOfflineProgress {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeavingNode {
+    pub node: NodeAddr,
+    pub alive: bool,
+    pub primaries: u32,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineProgress {
+    pub nodes: Vec<LeavingNode>,
+    pub moves_in_progress: u32,
+    /// Partitions, over every table, that are not fully healthy.
+    pub unhealthy_partitions: u32,
+    /// Why nothing moves now, if nothing can.
+    pub blocked: Option<String>,
+}
+
+/// Forgets a replica server that is not alive and holds no replica (`remove_node`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveNode {
+    pub node: NodeAddr,
+}
+
 /// Dead partitions (no replica alive), what their former replicas reported, and which to trust.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DddDiagnose {
@@ -377,6 +522,12 @@ crate::rpc! { "meta";
     SetMetaLevel => WireResult<MetaLevel>,
     Propose => WireResult<()>,
     DddDiagnose => WireResult<Vec<DddPartition>>,
+    Balance => WireResult<()>,
+    QueryBalancePlan => WireResult<BalancePlan>,
+    OfflineNodes => WireResult<OfflineCheck>,
+    CancelOffline => WireResult<()>,
+    QueryOfflineProgress => WireResult<OfflineProgress>,
+    RemoveNode => WireResult<()>,
 }
 
 #[cfg(test)]

@@ -104,6 +104,8 @@ pub struct ReplicaInfo {
     /// The committed decree the replica's log durably records: what a restart can apply at once.
     pub durable_committed: Decree,
     pub data_dir: String,
+    /// Bytes of data (SST files and memtables).
+    pub data_bytes: u64,
 }
 
 /// Lists every replica a replica server holds.

@@ -1,5 +1,5 @@
-//! The meta server's remote commands: the cure's runtime knobs (`meta.lb.*`), the freeze threshold
-//! (`meta.live_percentage`), and its part of `server-stat`.
+//! The meta server's remote commands: the runtime knobs of the cure and the balancer (`meta.lb.*`),
+//! the freeze threshold (`meta.live_percentage`), and its part of `server-stat`.
 
 use super::ServerState;
 use crate::commands::{bool_knob, int_knob, KnobChange};
@@ -34,6 +34,19 @@ pub const META_COMMANDS: &[(&str, &str)] = &[
         "meta.lb.add_secondary_max_count_for_one_node",
         "[n|DEFAULT] concurrent additions per receiving node (0 stops them)",
     ),
+    ("meta.lb.balancer_in_turn", "[true|false] balance one table at a time"),
+    (
+        "meta.lb.only_primary_balancer",
+        "[true|false] balance primaries only (no copy_sec)",
+    ),
+    (
+        "meta.lb.only_move_primary",
+        "[true|false] balance primaries by role swap only (no copy_pri)",
+    ),
+    (
+        "meta.lb.get_balance_operation_count",
+        "moves the balancer would still make (-1 while a node has not reported)",
+    ),
     (
         "meta.live_percentage",
         "[n|DEFAULT] freeze below this percentage of live nodes (node_live_percentage_threshold_for_update)",
@@ -45,6 +58,15 @@ fn show_or_ok<T: std::fmt::Display>(change: &KnobChange<T>, current: T) -> Strin
         KnobChange::Show => current.to_string(),
         KnobChange::Set(_) => "OK".to_string(),
     }
+}
+
+/// Shows or sets a boolean knob.
+fn bool_command(args: &[String], knob: &mut bool) -> Result<String, String> {
+    let change = bool_knob(args)?;
+    if let KnobChange::Set(on) = change {
+        *knob = on;
+    }
+    Ok(show_or_ok(&change, *knob))
 }
 
 impl ServerState {
@@ -79,11 +101,14 @@ impl ServerState {
         let partitions: usize = self.available_apps().map(|a| a.partitions.len()).sum();
         let alive = self.alive_nodes().count();
         format!(
-            "meta: tables={}, partitions={partitions}, alive_nodes={alive}, unalive_nodes={}, meta_level={}, adding_secondaries={}",
+            "meta: tables={}, partitions={partitions}, alive_nodes={alive}, unalive_nodes={}, meta_level={}, adding_secondaries={}, moves_in_progress={}, balance_operation_count={}, leaving_nodes={}",
             self.available_apps().count(),
             self.nodes.len() - alive,
             level.pegasus_name(),
-            self.adding.len()
+            self.adding.len(),
+            self.moves.len(),
+            self.balance_operation_count,
+            self.leaving.len()
         )
     }
 
@@ -99,13 +124,7 @@ impl ServerState {
                 show_or_ok(&change, self.knobs.assign_delay_ms)
             }
             "meta.lb.assign_secondary_black_list" => self.black_list_command(args),
-            "meta.lb.add_secondary_enable_flow_control" => {
-                let change = bool_knob(args)?;
-                if let KnobChange::Set(on) = change {
-                    self.knobs.flow_control = on;
-                }
-                show_or_ok(&change, self.knobs.flow_control)
-            }
+            "meta.lb.add_secondary_enable_flow_control" => bool_command(args, &mut self.knobs.flow_control)?,
             "meta.lb.add_secondary_max_count_for_one_node" => {
                 let change = int_knob(args, defaults.max_adds_per_node as u64)?;
                 if let KnobChange::Set(n) = change {
@@ -113,6 +132,13 @@ impl ServerState {
                 }
                 show_or_ok(&change, self.knobs.max_adds_per_node as u64)
             }
+            "meta.lb.balancer_in_turn" => bool_command(args, &mut self.balance_options.in_turn)?,
+            "meta.lb.only_primary_balancer" => bool_command(args, &mut self.balance_options.only_primary)?,
+            "meta.lb.only_move_primary" => bool_command(args, &mut self.balance_options.only_move_primary)?,
+            "meta.lb.get_balance_operation_count" => match args {
+                [] => self.balance_operation_count.to_string(),
+                _ => return Err("ERR: takes no argument".into()),
+            },
             "meta.live_percentage" => {
                 let change = int_knob(
                     args,
@@ -140,6 +166,7 @@ impl Handler<MetaCommand> for ServerState {
             info!(command = %command.name, args = ?command.args, "meta knob changed");
             self.announce_level();
             self.schedule_cure(ctx);
+            self.balancer.do_send(crate::meta::balancer::actor::KickBalancer);
         }
         reply
     }

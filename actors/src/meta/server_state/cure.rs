@@ -62,13 +62,15 @@ impl ServerState {
         for adding in self.adding.values() {
             *adds_per_node.entry(adding.node).or_default() += 1;
         }
+        self.end_stale_moves(None);
         let empty_reports = BTreeMap::new();
         let empty_drops = BTreeMap::new();
         let mut actions = Vec::new();
         let mut next_wakeup: Option<u64> = None;
         for app in self.available_apps() {
             let table_load = self.loads(Some(app.info.app_id));
-            for partition in &app.partitions {
+            // A moving partition is left to its move (which ends if one of its nodes dies).
+            for partition in app.partitions.iter().filter(|p| !self.moves.contains_key(&p.gpid)) {
                 let view = ClusterView {
                     alive: &alive,
                     total_load: &total_load,
@@ -151,7 +153,7 @@ impl ServerState {
         }
     }
 
-    fn start_add_secondary(
+    pub(super) fn start_add_secondary(
         &mut self,
         app: aerie_proto::meta::AppInfo,
         config: PartitionConfig,
@@ -222,6 +224,7 @@ impl ServerState {
         let pushes = Self::pushes_for_partition(&info, &next, left);
         let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
         actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
+        self.after_move_change(&previous, &next, ctx);
         self.schedule_cure(ctx);
     }
 }
@@ -234,6 +237,9 @@ impl Handler<AddSecondaryFailed> for ServerState {
         if current.is_some_and(|a| a.node == failed.node && a.ballot == failed.ballot) {
             self.adding.remove(&failed.gpid);
             warn!(gpid = %failed.gpid, node = %failed.node, reason = %failed.reason, "the primary could not start adding a secondary");
+            if self.move_adds(failed.gpid, failed.node) {
+                self.end_move(failed.gpid, Err(format!("learning could not start: {}", failed.reason)));
+            }
         }
         // Retried by the next periodic cure, not at once: the cause is usually not gone yet.
         let _ = ctx;

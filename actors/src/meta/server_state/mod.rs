@@ -13,22 +13,29 @@
 //! ```
 //!
 //! The parts: `tables` (create, drop, list), `nodes` (liveness, config sync, listings), `cure` (the
-//! guardian's decisions carried out), `partition_change` (requests from primaries).
+//! guardian's decisions carried out), `balance` (moves of the balancer, the operator and node
+//! evacuation, carried out), `offline` (emptying and forgetting nodes), `partition_change`
+//! (requests from primaries).
 
+mod balance;
 mod commands;
 mod cure;
 mod nodes;
+mod offline;
 mod operator;
 mod partition_change;
 mod tables;
 
+use super::balancer::actor::{Balancer, KickBalancer};
+use super::balancer::BalanceOptions;
 use super::failure_detector::{FailureDetector, RememberNodes};
 use super::guardian::{CureKnobs, ReplicaState};
 use super::level::{effective_level, FreezeRule};
 use super::persist::{LoadedState, StoreLayout};
 use super::placement::NodeLoad;
 use crate::metrics::{
-    META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_STORE_WRITES, META_TABLES,
+    META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_SELF_FREEZES,
+    META_STORE_WRITES, META_TABLES,
 };
 use actix::prelude::*;
 use aerie_common::MetaLevel;
@@ -37,7 +44,7 @@ use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
 use aerie_proto::meta::*;
 use aerie_proto::replica::ConfigUpdate;
 use aerie_rpc::{Endpoint, Network};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +108,18 @@ pub struct ServerState {
     freeze: FreezeRule,
     /// The effective level last reported, to log changes.
     announced_level: MetaLevel,
+    balancer: Addr<Balancer>,
+    balance_options: BalanceOptions,
+    /// Balance moves under way, one per partition at most.
+    moves: BTreeMap<Gpid, balance::MoveInProgress>,
+    /// Nodes being emptied by `offline_node`.
+    leaving: BTreeSet<NodeAddr>,
+    /// Nodes that reported their replicas to this meta since it loaded its state.
+    synced_nodes: BTreeSet<NodeAddr>,
+    /// Partition sizes as their replicas last reported them.
+    data_bytes: BTreeMap<Gpid, u64>,
+    /// What the balancer last counted (-1: not known yet).
+    balance_operation_count: i64,
 }
 
 fn err(code: ErrorCode, detail: impl Into<String>) -> WireError {
@@ -119,11 +138,17 @@ impl ServerState {
                 ctx.address().recipient(),
             )
             .start();
-            ServerState::new(params, detector, loaded)
+            let balancer = Balancer::new(ctx.address(), params.cure_interval).start();
+            ServerState::new(params, detector, balancer, loaded)
         })
     }
 
-    fn new(params: MetaParams, failure_detector: Addr<FailureDetector>, loaded: Option<LoadedState>) -> Self {
+    fn new(
+        params: MetaParams,
+        failure_detector: Addr<FailureDetector>,
+        balancer: Addr<Balancer>,
+        loaded: Option<LoadedState>,
+    ) -> Self {
         let layout = StoreLayout::new(&params.cluster_root);
         let knobs = params.knobs.clone();
         let (stored_level, freeze) = (params.level, params.freeze);
@@ -145,6 +170,13 @@ impl ServerState {
             stored_level,
             freeze,
             announced_level: stored_level,
+            balancer,
+            balance_options: BalanceOptions::default(),
+            moves: BTreeMap::new(),
+            leaving: BTreeSet::new(),
+            synced_nodes: BTreeSet::new(),
+            data_bytes: BTreeMap::new(),
+            balance_operation_count: -1,
         };
         if let Some(loaded) = loaded {
             state.install(loaded);
@@ -152,11 +184,18 @@ impl ServerState {
         state
     }
 
-    /// The meta server's RPC endpoint: beacons go to the failure detector, the rest to `ServerState`.
-    pub fn endpoint(me: NodeAddr, addr: Addr<ServerState>, detector: Addr<FailureDetector>) -> Endpoint {
+    /// The meta server's RPC endpoint: beacons go to the failure detector, the dry run of the
+    /// balancer to the balancer, the rest to `ServerState`.
+    pub fn endpoint(me: NodeAddr, addr: Addr<ServerState>, helpers: MetaHelpers) -> Endpoint {
         let mut endpoint = Endpoint::new(me);
         endpoint
-            .handle_actor::<Beacon, _>(detector)
+            .handle_actor::<Beacon, _>(helpers.failure_detector)
+            .handle_actor::<QueryBalancePlan, _>(helpers.balancer)
+            .handle_actor::<Balance, _>(addr.clone())
+            .handle_actor::<OfflineNodes, _>(addr.clone())
+            .handle_actor::<CancelOffline, _>(addr.clone())
+            .handle_actor::<QueryOfflineProgress, _>(addr.clone())
+            .handle_actor::<RemoveNode, _>(addr.clone())
             .handle_actor::<ConfigSync, _>(addr.clone())
             .handle_actor::<UpdatePartitionConfig, _>(addr.clone())
             .handle_actor::<QueryPartition, _>(addr.clone())
@@ -266,6 +305,7 @@ impl ServerState {
         }
         match (&reason, level) {
             (Some(reason), MetaLevel::Freezed) => {
+                META_SELF_FREEZES.inc();
                 warn!(%reason, "the meta freezes itself: no cure that adds load, no balance")
             }
             _ => info!(from = %self.announced_level, to = %level, "meta level in force changed"),
@@ -289,7 +329,7 @@ impl ServerState {
             Ok(())
         } else {
             Err(err(
-                ErrorCode::ERR_INVALID_STATE,
+                ErrorCode::ERR_SERVICE_NOT_ACTIVE,
                 "the meta server is loading its state; retry shortly",
             ))
         }
@@ -462,22 +502,34 @@ impl Supervised for ServerState {
         self.loaded = false;
         self.params.ready.store(false, Ordering::Release);
         self.adding.clear();
+        self.moves.clear();
+        self.synced_nodes.clear();
         self.cure_scheduled = false;
     }
 }
 
 pub use commands::{MetaCommand, META_COMMANDS};
 
-/// Asks `ServerState` for its failure detector (to route beacons to it).
+/// The actors `ServerState` started beside itself, which answer some of the meta's requests.
+#[derive(Clone)]
+pub struct MetaHelpers {
+    pub failure_detector: Addr<FailureDetector>,
+    pub balancer: Addr<Balancer>,
+}
+
+/// Asks `ServerState` for its helper actors (to route requests to them).
 #[derive(Message)]
-#[rtype(result = "Addr<FailureDetector>")]
-pub struct GetFailureDetector;
+#[rtype(result = "MetaHelpers")]
+pub struct GetMetaHelpers;
 
-impl Handler<GetFailureDetector> for ServerState {
-    type Result = MessageResult<GetFailureDetector>;
+impl Handler<GetMetaHelpers> for ServerState {
+    type Result = MessageResult<GetMetaHelpers>;
 
-    fn handle(&mut self, _: GetFailureDetector, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.failure_detector.clone())
+    fn handle(&mut self, _: GetMetaHelpers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(MetaHelpers {
+            failure_detector: self.failure_detector.clone(),
+            balancer: self.balancer.clone(),
+        })
     }
 }
 
@@ -493,7 +545,7 @@ impl Handler<aerie_rpc::Inbound<QueryClusterInfo>> for ServerState {
             zookeeper_hosts: self.params.zookeeper_hosts.clone(),
             zookeeper_root: self.layout.root().to_string(),
             meta_function_level: self.effective_level().0.pegasus_name().to_string(),
-            balance_operation_count: -1,
+            balance_operation_count: self.balance_operation_count,
             primary_replica_count_stddev: primary_stddev,
             total_replica_count_stddev: total_stddev,
             cluster_name: self.params.cluster_name.clone(),
@@ -526,6 +578,7 @@ impl Handler<aerie_rpc::Inbound<SetMetaLevel>> for ServerState {
         info!(from = %old, to = %req.level, "meta level set");
         self.announce_level();
         self.schedule_cure(ctx);
+        self.balancer.do_send(KickBalancer);
         Ok(old)
     }
 }

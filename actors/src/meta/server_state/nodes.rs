@@ -1,6 +1,7 @@
 //! Nodes: liveness from the failure detector, configuration sync with replica servers, listings.
 
 use super::ServerState;
+use crate::meta::balancer::actor::KickBalancer;
 use crate::meta::failure_detector::NodeLiveness;
 use crate::meta::guardian::ReplicaState;
 use actix::prelude::*;
@@ -26,10 +27,13 @@ impl Handler<NodeLiveness> for ServerState {
                 reports.remove(&event.node);
             }
             self.adding.retain(|_, adding| adding.node != event.node);
+            self.synced_nodes.remove(&event.node);
+            self.end_stale_moves(Some(event.node));
         }
         self.refresh_metrics();
         self.announce_level();
         self.schedule_cure(ctx);
+        self.balancer.do_send(KickBalancer);
     }
 }
 
@@ -65,6 +69,9 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
                         last_prepared: report.last_prepared_decree,
                     };
                     new_reports |= self.reports.entry(gpid).or_default().insert(node, state) != Some(state);
+                    if config.primary == Some(node) {
+                        self.data_bytes.insert(gpid, report.data_bytes);
+                    }
                     let learning_here = self.adding.get(&gpid).is_some_and(|a| a.node == node);
                     if !config.is_member(node)
                         && !learning_here
@@ -83,6 +90,9 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
         dropped_apps.dedup();
         if new_reports {
             self.schedule_cure(ctx);
+        }
+        if self.synced_nodes.insert(node) {
+            self.balancer.do_send(KickBalancer);
         }
         Ok(ConfigSyncResponse {
             partitions,

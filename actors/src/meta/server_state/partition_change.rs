@@ -72,7 +72,8 @@ impl ServerState {
                         format!("{node} already serves {}", req.gpid),
                     ));
                 }
-                if config.secondaries.len() + 1 >= config.max_replica_count as usize {
+                if config.secondaries.len() + 1 >= config.max_replica_count as usize && !self.move_adds(req.gpid, node)
+                {
                     return Err(err(
                         ErrorCode::ERR_INVALID_STATE,
                         format!("{} already has its {} replicas", req.gpid, config.max_replica_count),
@@ -96,6 +97,9 @@ impl Handler<Inbound<UpdatePartitionConfig>> for ServerState {
             if self.adding.get(&req.gpid).is_some_and(|a| a.node == node) {
                 info!(gpid = %req.gpid, %node, "learning given up by the primary; the cure may try again");
                 self.adding.remove(&req.gpid);
+                if self.move_adds(req.gpid, node) {
+                    self.end_move(req.gpid, Err(format!("learning on {node} failed")));
+                }
             }
         }
         let next = match self.plan_change(&req) {

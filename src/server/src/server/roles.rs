@@ -5,7 +5,7 @@ use actix::prelude::*;
 use aerie_actors::commands::CommandRegistry;
 use aerie_actors::meta::guardian::CureKnobs;
 use aerie_actors::meta::level::FreezeRule;
-use aerie_actors::meta::{GetFailureDetector, MetaCommand, MetaParams, ServerState, StoreLayout, META_COMMANDS};
+use aerie_actors::meta::{GetMetaHelpers, MetaCommand, MetaParams, ServerState, StoreLayout, META_COMMANDS};
 use aerie_actors::replica::validate::Limits;
 use aerie_actors::replica::{
     MetaLocator, ReplicaCommand, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown, REPLICA_COMMANDS,
@@ -179,11 +179,11 @@ pub async fn start_meta(
         ready: ready.clone(),
     };
     let addr = ServerState::start(params, Some(loaded));
-    let detector = addr
-        .send(GetFailureDetector)
+    let helpers = addr
+        .send(GetMetaHelpers)
         .await
         .context("the meta state actor did not start")?;
-    let mut endpoint = ServerState::endpoint(me, addr.clone(), detector);
+    let mut endpoint = ServerState::endpoint(me, addr.clone(), helpers);
     add_admin(
         &mut endpoint,
         info,

@@ -137,6 +137,51 @@ pub enum ShellCommand {
         #[arg(short = 'n', long = "node")]
         node: String,
     },
+    /// Move one replica by hand (meta level steady): move_pri swaps the primary with a secondary;
+    /// copy_pri and copy_sec copy the primary or a secondary to a node that does not serve it.
+    Balance {
+        #[arg(short = 'g', long = "gpid")]
+        gpid: String,
+        /// move_pri, copy_pri or copy_sec.
+        #[arg(short = 'p', long = "type")]
+        kind: String,
+        #[arg(short = 'f', long = "from")]
+        from: String,
+        #[arg(short = 't', long = "to")]
+        to: String,
+    },
+    /// What the balancer would do now, without doing it: every move, its type and the data it copies.
+    #[command(name = "balance_plan")]
+    BalancePlan {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Empty replica servers so that they can be stopped: checks that it is safe, black-lists them,
+    /// moves their primaries away, copies their replicas elsewhere, and shows progress until done.
+    #[command(name = "offline_node")]
+    OfflineNode {
+        /// A node to empty (repeat for several).
+        #[arg(short = 'n', long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Only run the pre-flight checks.
+        #[arg(long = "check")]
+        check: bool,
+        /// Stop emptying the nodes and take them off the black list.
+        #[arg(long = "cancel")]
+        cancel: bool,
+        /// Start, and return without waiting until the nodes are empty.
+        #[arg(long = "no_wait")]
+        no_wait: bool,
+        /// Give up waiting after this long.
+        #[arg(long = "timeout_seconds", default_value_t = 24 * 3600)]
+        timeout_seconds: u64,
+    },
+    /// Forget replica servers that are stopped and hold no replica (no meta restart needed).
+    #[command(name = "remove_node")]
+    RemoveNode {
+        #[arg(short = 'n', long = "node", required = true)]
+        nodes: Vec<String>,
+    },
     /// Dead partitions: their former replicas, what they reported, and which to make primary.
     #[command(name = "ddd_diagnose")]
     DddDiagnose {
@@ -264,6 +309,8 @@ pub enum ShellCommand {
 /// Names for completion.
 pub const COMMAND_NAMES: &[&str] = &[
     "app",
+    "balance",
+    "balance_plan",
     "check_and_set",
     "cluster_info",
     "count_data",
@@ -282,9 +329,11 @@ pub const COMMAND_NAMES: &[&str] = &[
     "multi_get",
     "multi_set",
     "nodes",
+    "offline_node",
     "propose",
     "quit",
     "remote_command",
+    "remove_node",
     "scan",
     "server_info",
     "server_stat",

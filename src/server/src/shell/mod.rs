@@ -4,6 +4,7 @@
 //! error, and the exit status says whether every command succeeded.
 
 mod admin;
+mod balance;
 mod commands;
 mod data;
 mod escape;
@@ -78,6 +79,16 @@ impl Shell {
                 target,
                 node,
             } => self.propose(force, &gpid, &kind, &target, &node),
+            C::Balance { gpid, kind, from, to } => self.balance(&gpid, &kind, &from, &to),
+            C::BalancePlan { out } => self.balance_plan(&out),
+            C::OfflineNode {
+                nodes,
+                check,
+                cancel,
+                no_wait,
+                timeout_seconds,
+            } => self.offline_node(&nodes, check, cancel, no_wait, Duration::from_secs(timeout_seconds)),
+            C::RemoveNode { nodes } => self.remove_node(&nodes),
             C::DddDiagnose { gpid, out } => self.ddd_diagnose(gpid.as_deref(), &out),
             C::GetMetaLevel => self.get_meta_level(),
             C::SetMetaLevel { level } => self.set_meta_level(&level),
