@@ -2,6 +2,7 @@
 # Recovery benchmarks with release builds of aerie and of the benchmark driver:
 #   scripts/bench_recovery.sh failover [TRIALS]   time until every partition takes writes after a SIGKILL
 #   scripts/bench_recovery.sh learning [GIB]      learning speed of a ~GIB partition, foreground p99
+#   scripts/bench_recovery.sh scale-out [GIB]     3 -> 5 replica servers: time to balance, bytes copied
 # The processes run on loopback ports with temporary data dirs; results go to standard output.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -15,6 +15,21 @@ pub struct ProcessClusterOptions {
     pub settings: Vec<String>,
 }
 
+/// Failure detection shortened for tests, each setting as `section.key=value`: beacons every second,
+/// lease 3 s, grace 4 s, and prepares that time out after a second; then `extra`.
+pub fn fast_failure_detection(extra: &[&str]) -> Vec<String> {
+    [
+        "replication.fd_beacon_interval_seconds=1",
+        "replication.fd_lease_seconds=3",
+        "replication.fd_grace_seconds=4",
+        "replication.prepare_timeout_ms=1000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 impl Default for ProcessClusterOptions {
     fn default() -> Self {
         ProcessClusterOptions {

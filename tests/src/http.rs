@@ -58,3 +58,17 @@ pub fn metrics(addr: NodeAddr) -> String {
     assert_eq!(status, 200, "{addr}/metrics answered {status}");
     body
 }
+
+/// Bytes `node`'s learners received so far, from every source (memory, log, checkpoint).
+pub fn learned_bytes(node: NodeAddr) -> f64 {
+    let text = metrics(node);
+    ["cache", "log", "checkpoint"]
+        .iter()
+        .map(|source| {
+            sample(
+                &text,
+                &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"{source}\"}}"),
+            )
+        })
+        .sum()
+}

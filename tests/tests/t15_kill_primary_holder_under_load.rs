@@ -6,8 +6,8 @@
 
 use aerie_common::{partition_index, NodeAddr};
 use aerie_tests::{
-    assert_acked_readable, assert_replicas_identical, wait_fully_healthy, ProcessCluster, ProcessClusterOptions,
-    WriteLoad,
+    assert_acked_readable, assert_replicas_identical, fast_failure_detection, wait_fully_healthy, ProcessCluster,
+    ProcessClusterOptions, WriteLoad,
 };
 use std::time::Duration;
 
@@ -15,15 +15,11 @@ const WRITERS: u64 = 8;
 const PARTITIONS: u32 = 8;
 
 /// Short failure detection for the test: beacons every second, lease 3 s, grace 4 s.
-fn fast_failure_detection() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
-        "meta_server.lb_interval_ms=500".into(),
-        "meta_server.replica_assign_delay_ms_for_dropouts=2000".into(),
-    ]
+fn settings() -> Vec<String> {
+    fast_failure_detection(&[
+        "meta_server.lb_interval_ms=500",
+        "meta_server.replica_assign_delay_ms_for_dropouts=2000",
+    ])
 }
 
 /// A hash key that lands in partition `pidx`.
@@ -38,7 +34,7 @@ fn key_in(pidx: u32) -> Vec<u8> {
 async fn the_cluster_heals_itself_around_a_dead_primary_holder_and_loses_nothing() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
-        settings: fast_failure_detection(),
+        settings: settings(),
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

@@ -5,7 +5,8 @@
 //! healthy, every acknowledged write is readable, and all replicas agree.
 
 use aerie_tests::{
-    assert_replicas_identical, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions,
+    assert_replicas_identical, fast_failure_detection, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster,
+    ProcessClusterOptions,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,18 +27,14 @@ fn value(i: u32) -> Vec<u8> {
 }
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
+    fast_failure_detection(&[
         // Small logs that are collected quickly, and a small memory of mutations.
-        "replication.log_segment_size_mb=1".into(),
-        "replication.log_gc_threshold_mb=1".into(),
-        "replication.learn_cache_mutations=100".into(),
-        "meta_server.lb_interval_ms=500".into(),
-        "meta_server.replica_assign_delay_ms_for_dropouts=1000".into(),
-    ]
+        "replication.log_segment_size_mb=1",
+        "replication.log_gc_threshold_mb=1",
+        "replication.learn_cache_mutations=100",
+        "meta_server.lb_interval_ms=500",
+        "meta_server.replica_assign_delay_ms_for_dropouts=1000",
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

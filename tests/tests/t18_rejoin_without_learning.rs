@@ -6,34 +6,18 @@
 use aerie_common::NodeAddr;
 use aerie_proto::meta::{AppState, NodeStatus};
 use aerie_tests::{
-    metrics, sample, wait_commits_durable, wait_fully_healthy, wait_healthy, wait_until, ProcessCluster,
-    ProcessClusterOptions,
+    fast_failure_detection, learned_bytes, wait_commits_durable, wait_fully_healthy, wait_healthy, wait_until,
+    ProcessCluster, ProcessClusterOptions,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "meta_server.lb_interval_ms=500".into(),
+    fast_failure_detection(&[
+        "meta_server.lb_interval_ms=500",
         // Long enough that the cure waits for the node instead of copying elsewhere.
-        "meta_server.replica_assign_delay_ms_for_dropouts=120000".into(),
-    ]
-}
-
-fn learned_bytes(node: NodeAddr) -> f64 {
-    let text = metrics(node);
-    ["cache", "log", "checkpoint"]
-        .iter()
-        .map(|source| {
-            sample(
-                &text,
-                &format!("aerie_replica_learn_bytes_total{{node=\"{node}\",source=\"{source}\"}}"),
-            )
-        })
-        .sum()
+        "meta_server.replica_assign_delay_ms_for_dropouts=120000",
+    ])
 }
 
 fn partitions_of(app: &AppState, node: NodeAddr) -> BTreeSet<u32> {

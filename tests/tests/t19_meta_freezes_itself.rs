@@ -5,22 +5,19 @@
 
 use aerie_common::{MetaLevel, NodeAddr};
 use aerie_tests::{
-    metrics, sample, wait_fully_healthy, wait_healthy, wait_until, ProcessCluster, ProcessClusterOptions,
+    fast_failure_detection, metrics, sample, wait_fully_healthy, wait_healthy, wait_until, ProcessCluster,
+    ProcessClusterOptions,
 };
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
-        "meta_server.lb_interval_ms=300".into(),
-        "meta_server.replica_assign_delay_ms_for_dropouts=1000".into(),
+    fast_failure_detection(&[
+        "meta_server.lb_interval_ms=300",
+        "meta_server.replica_assign_delay_ms_for_dropouts=1000",
         // Freeze below 4 live nodes (or below half of them).
-        "meta_server.min_live_node_count_for_unfreeze=4".into(),
-        "meta_server.node_live_percentage_threshold_for_update=50".into(),
-    ]
+        "meta_server.min_live_node_count_for_unfreeze=4",
+        "meta_server.node_live_percentage_threshold_for_update=50",
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

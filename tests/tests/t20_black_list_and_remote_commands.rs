@@ -2,19 +2,15 @@
 //! a new secondary, even when it is the least loaded node the cure could pick.
 
 use aerie_common::NodeAddr;
-use aerie_tests::{wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
+use aerie_tests::{fast_failure_detection, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
-        "meta_server.lb_interval_ms=300".into(),
-        "meta_server.replica_assign_delay_ms_for_dropouts=60000".into(),
-    ]
+    fast_failure_detection(&[
+        "meta_server.lb_interval_ms=300",
+        "meta_server.replica_assign_delay_ms_for_dropouts=60000",
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

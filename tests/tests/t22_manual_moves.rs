@@ -5,16 +5,14 @@
 
 use aerie_common::{Gpid, NodeAddr};
 use aerie_proto::meta::{AppState, PartitionConfig};
-use aerie_tests::{assert_replicas_identical, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
+use aerie_tests::{
+    assert_replicas_identical, fast_failure_detection, wait_fully_healthy, wait_until, ProcessCluster,
+    ProcessClusterOptions,
+};
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "meta_server.lb_interval_ms=500".into(),
-    ]
+    fast_failure_detection(&["meta_server.lb_interval_ms=500"])
 }
 
 async fn partition(cluster: &ProcessCluster, gpid: Gpid) -> PartitionConfig {

@@ -8,8 +8,8 @@ use aerie_client::Client;
 use aerie_common::NodeAddr;
 use aerie_proto::meta::{AppState, NodeStatus};
 use aerie_tests::{
-    assert_acked_readable, assert_replicas_identical, metrics, sample, wait_until, ProcessCluster,
-    ProcessClusterOptions, WriteLoad,
+    assert_acked_readable, assert_replicas_identical, fast_failure_detection, metrics, sample, wait_until,
+    ProcessCluster, ProcessClusterOptions, WriteLoad,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,13 +17,7 @@ use std::time::{Duration, Instant};
 const PARTITIONS: u32 = 32;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
-        "meta_server.lb_interval_ms=500".into(),
-    ]
+    fast_failure_detection(&["meta_server.lb_interval_ms=500"])
 }
 
 /// Primaries and replicas of the table per node (every alive node listed).

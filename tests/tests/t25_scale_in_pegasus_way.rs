@@ -7,20 +7,14 @@
 use aerie_common::NodeAddr;
 use aerie_proto::meta::NodeStatus;
 use aerie_tests::{
-    aerie_bin, assert_acked_readable, assert_replicas_identical, wait_fully_healthy, wait_until, ProcessCluster,
-    ProcessClusterOptions, WriteLoad,
+    aerie_bin, assert_acked_readable, assert_replicas_identical, fast_failure_detection, wait_fully_healthy,
+    wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
 };
 use std::path::Path;
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
-    vec![
-        "replication.fd_beacon_interval_seconds=1".into(),
-        "replication.fd_lease_seconds=3".into(),
-        "replication.fd_grace_seconds=4".into(),
-        "replication.prepare_timeout_ms=1000".into(),
-        "meta_server.lb_interval_ms=500".into(),
-    ]
+    fast_failure_detection(&["meta_server.lb_interval_ms=500"])
 }
 
 async fn listed(cluster: &ProcessCluster) -> Vec<NodeAddr> {

@@ -5,10 +5,15 @@
 //! - `learning`: a ~1 GB partition loses a secondary; how fast the new one learns (MB/s), and the
 //!   p99 of `aerie bench` workload A on another table, run as its own process, before and during
 //!   the copy.
+//! - `scale-out`: two replica servers join three that hold a 32-partition table of ~GIB; at level
+//!   lively, how long until the table is balanced, and how much was copied against the lower bound.
 
 use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
-use aerie_tests::{aerie_bin, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
+use aerie_proto::meta::QueryBalancePlan;
+use aerie_tests::{
+    aerie_bin, learned_bytes, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -169,6 +174,119 @@ const FOREGROUND: &[&str] = &["--table", "fg", "--records", "100000", "--threads
 /// The default `learn_rate_limit_mb`.
 const RATE_LIMIT_MIB: f64 = 100.0;
 
+/// Writes `records` values of 1 KiB of incompressible data, 16 writers at a time.
+async fn load_incompressible(table: &Table, records: u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let loaders: Vec<_> = (0..16)
+        .map(|_| {
+            let (table, next) = (table.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= records {
+                        return;
+                    }
+                    table
+                        .set(format!("r{i:09}").as_bytes(), b"s", &incompressible(i, 1024), 0)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for l in loaders {
+        l.await.unwrap();
+    }
+}
+
+async fn scale_out(gib: f64) {
+    const TABLE_PARTITIONS: u32 = 32;
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions::default());
+    let admin = cluster.client(Duration::from_secs(30));
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    admin.create_table("grow", TABLE_PARTITIONS, 3).await.unwrap();
+    let table = cluster.client(Duration::from_secs(30)).table("grow").await.unwrap();
+    let records = (gib * 1024.0 * 1024.0) as u64;
+    let started = Instant::now();
+    load_incompressible(&table, records).await;
+    println!(
+        "scale-out: loaded {records} records of 1 KiB ({gib:.2} GiB) into {TABLE_PARTITIONS} partitions on 3 replica servers in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Let every replica report its size to the meta (config sync) so that the plan can say it.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let new_nodes = [cluster.add_replica(1), cluster.add_replica(1)];
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    let plan = wait_until("the balancer's plan", Duration::from_secs(60), || async {
+        let plan = admin.meta(QueryBalancePlan {}).await.map_err(|e| e.to_string())?;
+        if plan.moves.is_empty() {
+            Err("no plan yet".to_string())
+        } else {
+            Ok(plan)
+        }
+    })
+    .await;
+    let copies_planned = plan.moves.iter().filter(|m| m.the_move.kind.copies_data()).count();
+    let plan_bytes: u64 = plan.moves.iter().filter_map(|m| m.copy_bytes).sum();
+    println!(
+        "scale-out: the plan: {} moves, {copies_planned} copies (lower bound {}), {:.0} MB to copy",
+        plan.moves.len(),
+        plan.copy_lower_bound,
+        plan_bytes as f64 / 1e6
+    );
+    let all_nodes = cluster.replica_addrs.clone();
+    let learned_before: f64 = all_nodes.iter().map(|n| learned_bytes(*n)).sum();
+    let started = Instant::now();
+    admin.set_meta_level(aerie_common::MetaLevel::Lively).await.unwrap();
+    wait_until("the table to be balanced", Duration::from_secs(3600), || async {
+        let app = admin.query_config("grow").await.map_err(|e| e.to_string())?;
+        let remaining = admin
+            .cluster_info()
+            .await
+            .map_err(|e| e.to_string())?
+            .balance_operation_count;
+        let mut replicas: std::collections::BTreeMap<NodeAddr, u32> = all_nodes.iter().map(|n| (*n, 0)).collect();
+        for member in app.partitions.iter().flat_map(|p| p.members()) {
+            *replicas.entry(member).or_default() += 1;
+        }
+        let spread = replicas.values().max().unwrap() - replicas.values().min().unwrap();
+        let whole = app
+            .partitions
+            .iter()
+            .all(|p| p.replica_count() == 3 && p.primary.is_some());
+        if remaining == 0 && whole && spread <= 1 {
+            Ok(())
+        } else {
+            Err(format!("{remaining} operations left, replicas per node {replicas:?}"))
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    admin.set_meta_level(aerie_common::MetaLevel::Steady).await.unwrap();
+    let learned: f64 = all_nodes.iter().map(|n| learned_bytes(*n)).sum::<f64>() - learned_before;
+    let meta = metrics(cluster.meta_addr);
+    let done = |kind: &str| {
+        sample(
+            &meta,
+            &format!("aerie_meta_balance_moves_total{{kind=\"{kind}\",outcome=\"done\"}}"),
+        )
+    };
+    println!(
+        "scale-out: balanced {:.1} s after set_meta_level lively: {} move_pri, {} copy_pri, {} copy_sec ({} copies; lower bound {}); {:.0} MB learned ({:.0} MB/s); the new nodes {} and {}",
+        took.as_secs_f64(),
+        done("move_pri"),
+        done("copy_pri"),
+        done("copy_sec"),
+        done("copy_pri") + done("copy_sec"),
+        plan.copy_lower_bound,
+        learned / 1e6,
+        learned / 1e6 / took.as_secs_f64(),
+        new_nodes[0],
+        new_nodes[1]
+    );
+    drop(cluster);
+}
+
 async fn learning(gib: f64) {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
@@ -184,26 +302,7 @@ async fn learning(gib: f64) {
     let big = client.table("big").await.unwrap();
     let records = (gib * 1024.0 * 1024.0) as u64; // 1 KiB values
     let load_started = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let loaders: Vec<_> = (0..16)
-        .map(|_| {
-            let (big, next) = (big.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= records {
-                        return;
-                    }
-                    big.set(format!("r{i:09}").as_bytes(), b"s", &incompressible(i, 1024), 0)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for l in loaders {
-        l.await.unwrap();
-    }
+    load_incompressible(&big, records).await;
     println!(
         "learning: loaded {records} records of 1 KiB ({gib:.2} GiB) into one partition in {:.0} s",
         load_started.elapsed().as_secs_f64()
@@ -297,8 +396,9 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("failover") => failover(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)).await,
         Some("learning") => learning(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
+        Some("scale-out") => scale_out(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(2.0)).await,
         _ => {
-            eprintln!("usage: bench-recovery failover [TRIALS] | learning [GIB]");
+            eprintln!("usage: bench-recovery failover [TRIALS] | learning [GIB] | scale-out [GIB]");
             std::process::exit(2);
         }
     }

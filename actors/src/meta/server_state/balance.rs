@@ -336,7 +336,8 @@ impl ServerState {
         self.balancer.do_send(KickBalancer);
     }
 
-    /// Ends the moves that involve `node` (it died) or that made no progress for too long.
+    /// Ends the moves that involve `node` (it died), whose table is gone, or that made no progress
+    /// for too long.
     pub(super) fn end_stale_moves(&mut self, dead: Option<NodeAddr>) {
         let now = self.params.clock.now_ms();
         let stale: Vec<(Gpid, String)> = self
@@ -344,9 +345,10 @@ impl ServerState {
             .values()
             .filter_map(|m| {
                 let gpid = m.the_move.gpid;
-                let members_dead = self
-                    .partition(gpid)
-                    .is_some_and(|(_, c)| c.members().any(|n| self.nodes.get(&n) != Some(&true)));
+                let Some((_, config)) = self.partition(gpid) else {
+                    return Some((gpid, "the table is gone".to_string()));
+                };
+                let members_dead = config.members().any(|n| self.nodes.get(&n) != Some(&true));
                 if dead.is_some_and(|d| d == m.the_move.from || d == m.the_move.to) || members_dead {
                     Some((gpid, "a node of the move is not alive".to_string()))
                 } else if now.saturating_sub(m.progressed_ms) > MOVE_TIMEOUT_MS {

@@ -170,7 +170,7 @@ impl Shell {
             let learned = self.learned_bytes(&receivers).saturating_sub(learned_before);
             let per_node = mine
                 .iter()
-                .map(|n| format!("{}={} ({} primaries)", n.node, n.replicas, n.primaries))
+                .map(|n| format!("{}={} (primaries {})", n.node, n.replicas, n.primaries))
                 .collect::<Vec<_>>()
                 .join(", ");
             let mut line = format!(

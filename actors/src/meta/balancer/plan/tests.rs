@@ -32,6 +32,24 @@ fn run(tables: &[TableView], all: &BTreeSet<NodeAddr>, leaving: &BTreeSet<NodeAd
     })
 }
 
+/// A balance plan (no node leaving) with these options, black list and locked partitions.
+fn run_with(
+    tables: &[TableView],
+    all: &BTreeSet<NodeAddr>,
+    options: BalanceOptions,
+    black_list: &BTreeSet<NodeAddr>,
+    locked: &BTreeSet<Gpid>,
+) -> Vec<BalanceMove> {
+    plan(PlanInput {
+        tables,
+        nodes: all,
+        leaving: &BTreeSet::new(),
+        black_list,
+        locked,
+        options,
+    })
+}
+
 /// Applies `moves` step by step, checking each is valid where it applies and that no step leaves a
 /// partition with fewer replicas than it had.
 fn apply_all(tables: &[TableView], moves: &[BalanceMove]) -> Result<Vec<TableView>, String> {
@@ -177,17 +195,16 @@ fn swaps_go_along_a_chain_when_no_direct_swap_helps() {
         ],
     }];
     let all = nodes(3);
-    let moves = plan(PlanInput {
-        tables: &tables,
-        nodes: &all,
-        leaving: &BTreeSet::new(),
-        black_list: &BTreeSet::new(),
-        locked: &BTreeSet::new(),
-        options: BalanceOptions {
+    let moves = run_with(
+        &tables,
+        &all,
+        BalanceOptions {
             only_primary: true,
             ..Default::default()
         },
-    });
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+    );
     let after = apply_all(&tables, &moves).unwrap();
     assert_eq!(spreads(&after, &all)[0].0, 0, "{moves:?}");
     assert_eq!(
@@ -233,31 +250,29 @@ fn options_limit_the_kinds_of_moves() {
         partitions: (0..6).map(|p| partition(1, p, 0, &[1, 2])).collect(),
     }];
     let all = nodes(4);
-    let only_swaps = plan(PlanInput {
-        tables: &tables,
-        nodes: &all,
-        leaving: &BTreeSet::new(),
-        black_list: &BTreeSet::new(),
-        locked: &BTreeSet::new(),
-        options: BalanceOptions {
+    let only_swaps = run_with(
+        &tables,
+        &all,
+        BalanceOptions {
             only_move_primary: true,
             only_primary: true,
             in_turn: false,
         },
-    });
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+    );
     assert!(!only_swaps.is_empty());
     assert!(only_swaps.iter().all(|m| m.kind == MoveKind::MovePri), "{only_swaps:?}");
-    let primaries_only = plan(PlanInput {
-        tables: &tables,
-        nodes: &all,
-        leaving: &BTreeSet::new(),
-        black_list: &BTreeSet::new(),
-        locked: &BTreeSet::new(),
-        options: BalanceOptions {
+    let primaries_only = run_with(
+        &tables,
+        &all,
+        BalanceOptions {
             only_primary: true,
             ..Default::default()
         },
-    });
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+    );
     assert!(
         primaries_only.iter().all(|m| m.kind != MoveKind::CopySec),
         "{primaries_only:?}"
@@ -283,14 +298,13 @@ fn a_black_listed_node_receives_nothing_and_keeps_what_it_has() {
             .collect(),
     }];
     let black_list: BTreeSet<NodeAddr> = [node(3)].into();
-    let moves = plan(PlanInput {
-        tables: &tables,
-        nodes: &nodes(4),
-        leaving: &BTreeSet::new(),
-        black_list: &black_list,
-        locked: &BTreeSet::new(),
-        options: BalanceOptions::default(),
-    });
+    let moves = run_with(
+        &tables,
+        &nodes(4),
+        BalanceOptions::default(),
+        &black_list,
+        &BTreeSet::new(),
+    );
     assert!(moves.is_empty(), "{moves:?}");
 }
 
@@ -301,14 +315,7 @@ fn locked_partitions_take_no_move() {
         partitions: (0..3).map(|p| partition(1, p, 0, &[1, 2])).collect(),
     }];
     let locked: BTreeSet<Gpid> = (0..3).map(|p| Gpid::new(1, p)).collect();
-    let moves = plan(PlanInput {
-        tables: &tables,
-        nodes: &nodes(3),
-        leaving: &BTreeSet::new(),
-        black_list: &BTreeSet::new(),
-        locked: &locked,
-        options: BalanceOptions::default(),
-    });
+    let moves = run_with(&tables, &nodes(3), BalanceOptions::default(), &BTreeSet::new(), &locked);
     assert!(moves.is_empty(), "{moves:?}");
 }
 
