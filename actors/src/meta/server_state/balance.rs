@@ -13,7 +13,7 @@ use crate::meta::guardian::{apply_action, CureAction};
 use crate::metrics::{META_BALANCE_MOVES, META_BALANCE_OPERATIONS};
 use actix::prelude::*;
 use aerie_common::{Ballot, ErrorCode, Gpid, MetaLevel, NodeAddr, WireResult};
-use aerie_proto::meta::{Balance, BalanceMove, MoveKind, PartitionConfig, PartitionHealth};
+use aerie_proto::meta::{AppInfo, Balance, BalanceMove, MoveKind, PartitionConfig, PartitionHealth};
 use aerie_rpc::Inbound;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub(super) struct MoveInProgress {
     pub step_in_flight: bool,
     /// The ballot at which the old primary confirmed it is a secondary now.
     pub stepped_down_at: Option<Ballot>,
+    /// The ballot at which the old primary is being asked to confirm that.
+    pub confirming: Option<Ballot>,
 }
 
 /// The old primary confirmed (or failed to confirm) it stepped down at `ballot`.
@@ -201,6 +203,7 @@ impl ServerState {
                 progressed_ms: self.params.clock.now_ms(),
                 step_in_flight: false,
                 stepped_down_at: None,
+                confirming: None,
             },
         );
         META_BALANCE_MOVES
@@ -231,7 +234,10 @@ impl ServerState {
                 }
             }
             Step::Act(CureAction::UpgradeToPrimary(_)) if progress.stepped_down_at != Some(config.ballot) => {
-                // Waiting for the old primary to confirm it stepped down.
+                // The old primary must confirm it stepped down at this ballot first.
+                if progress.confirming != Some(config.ballot) {
+                    self.confirm_step_down(&app, config, ctx);
+                }
             }
             Step::Act(change) => self.take_step(gpid, &config, change, ctx),
         }
@@ -264,36 +270,26 @@ impl ServerState {
     }
 
     /// Called after every configuration change of a moving partition: the next step follows.
-    pub(super) fn after_move_change(
-        &mut self,
-        previous: &PartitionConfig,
-        next: &PartitionConfig,
-        ctx: &mut Context<Self>,
-    ) {
+    pub(super) fn after_move_change(&mut self, next: &PartitionConfig, ctx: &mut Context<Self>) {
         let gpid = next.gpid;
         let Some(progress) = self.moves.get_mut(&gpid) else {
             return;
         };
         progress.step_in_flight = false;
         progress.progressed_ms = self.params.clock.now_ms();
-        let from = progress.the_move.from;
-        if previous.primary == Some(from) && next.primary.is_none() {
-            self.confirm_step_down(gpid, next.clone(), ctx);
-        }
         self.advance_move(gpid, ctx);
     }
 
     /// Pushes the configuration in which the old primary is a secondary to it, and waits for its answer.
-    fn confirm_step_down(&mut self, gpid: Gpid, config: PartitionConfig, ctx: &mut Context<Self>) {
-        let Some((app, _)) = self.partition(gpid).map(|(a, c)| (a.clone(), c.clone())) else {
-            return;
-        };
-        let Some(progress) = self.moves.get(&gpid) else {
+    fn confirm_step_down(&mut self, app: &AppInfo, config: PartitionConfig, ctx: &mut Context<Self>) {
+        let gpid = config.gpid;
+        let Some(progress) = self.moves.get_mut(&gpid) else {
             return;
         };
         let from = progress.the_move.from;
         let ballot = config.ballot;
-        let pushes: Vec<_> = Self::pushes_for_partition(&app, &config, [from])
+        progress.confirming = Some(ballot);
+        let pushes: Vec<_> = Self::pushes_for_partition(app, &config, [from])
             .into_iter()
             .filter(|(node, _)| *node == from)
             .collect();
@@ -456,8 +452,10 @@ impl Handler<SteppedDown> for ServerState {
         let Some(progress) = self.moves.get_mut(&msg.gpid) else {
             return;
         };
+        progress.confirming = None;
         if current != Some(msg.ballot) {
-            return;
+            // The partition moved on meanwhile; the next step decides whether to ask again.
+            return self.advance_move(msg.gpid, ctx);
         }
         if msg.confirmed {
             progress.stepped_down_at = Some(msg.ballot);

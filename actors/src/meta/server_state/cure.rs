@@ -224,7 +224,7 @@ impl ServerState {
         let pushes = Self::pushes_for_partition(&info, &next, left);
         let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
         actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
-        self.after_move_change(&previous, &next, ctx);
+        self.after_move_change(&next, ctx);
         self.schedule_cure(ctx);
     }
 }
