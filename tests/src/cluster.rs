@@ -63,7 +63,12 @@ fn settings(pairs: &[String]) -> Vec<String> {
 
 impl ProcessCluster {
     pub fn start(options: ProcessClusterOptions) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        // AERIE_KEEP_TEST_DIRS=1 keeps every process's data and log for a look afterwards.
+        if std::env::var_os("AERIE_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster data and logs kept in {}", dir.path().display());
+        }
         let meta_addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut common = vec![
             format!("meta_server.server_list={meta_addr}"),

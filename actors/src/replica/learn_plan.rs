@@ -5,9 +5,15 @@
 //!  learner applied a, primary committed c
 //!  c - a small and memory holds a+1..c  ─► Join   (last mutations, then every prepare)
 //!  memory holds a+1..                   ─► Cache  (a batch of committed mutations)
-//!  the log files hold a+1..             ─► Log    (a batch read from the log files)
+//!  the log files hold a+1.., and replaying
+//!  them is cheaper than copying the data ─► Log    (a batch read from the log files)
 //!  otherwise                            ─► Checkpoint (the primary's data, copied in chunks)
 //! ```
+//!
+//! Replaying a byte of log costs more than copying a byte of data (each mutation is decoded,
+//! applied and logged again, where a checkpoint is copied file by file), so the log wins only when
+//! it is well smaller than the data: a learner that missed a little catches up from the log, an
+//! empty one of a large partition copies a checkpoint.
 
 use aerie_common::Decree;
 
@@ -29,7 +35,14 @@ pub struct PrimaryHoldings {
     pub log_first: Option<Decree>,
     /// A learner this close to the committed decree joins at once.
     pub join_gap: Decree,
+    /// Bytes of the log segments a replay from the learner's point would read.
+    pub log_bytes_to_replay: u64,
+    /// Bytes of the primary's data (what a checkpoint copies).
+    pub data_bytes: u64,
 }
+
+/// A log replay is chosen while it reads at most this fraction of the data a checkpoint would copy.
+const LOG_REPLAY_COST: u64 = 2;
 
 pub fn plan_learning(applied: Decree, holdings: PrimaryHoldings) -> LearnPlan {
     let need = applied + 1;
@@ -41,7 +54,7 @@ pub fn plan_learning(applied: Decree, holdings: PrimaryHoldings) -> LearnPlan {
     if reaches(holdings.cache_first) {
         return LearnPlan::Cache;
     }
-    if reaches(holdings.log_first) {
+    if reaches(holdings.log_first) && holdings.log_bytes_to_replay * LOG_REPLAY_COST <= holdings.data_bytes {
         return LearnPlan::Log;
     }
     LearnPlan::Checkpoint
@@ -57,6 +70,8 @@ mod tests {
             cache_first,
             log_first,
             join_gap: 100,
+            log_bytes_to_replay: 1 << 20,
+            data_bytes: 100 << 20,
         }
     }
 
@@ -92,6 +107,20 @@ mod tests {
         assert_eq!(
             plan_learning(100, holdings(10_000, Some(9_000), Some(102))),
             LearnPlan::Checkpoint
+        );
+    }
+
+    #[test]
+    fn a_log_about_as_large_as_the_data_loses_to_a_checkpoint() {
+        let mut primary = holdings(10_000, Some(9_000), Some(1));
+        primary.log_bytes_to_replay = 40 << 20;
+        primary.data_bytes = 64 << 20;
+        assert_eq!(plan_learning(100, primary), LearnPlan::Checkpoint);
+        primary.log_bytes_to_replay = 8 << 20;
+        assert_eq!(
+            plan_learning(100, primary),
+            LearnPlan::Log,
+            "a small part of it: the log"
         );
     }
 

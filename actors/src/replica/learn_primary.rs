@@ -144,13 +144,16 @@ impl Replica {
         Ok(())
     }
 
-    fn holdings(&self) -> PrimaryHoldings {
-        let log_first = self.log.log().lock().ok().and_then(|log| log.snapshot().first_decree);
+    /// What this primary holds for a learner that applied everything up to `applied`.
+    fn holdings(&self, applied: Decree) -> PrimaryHoldings {
+        let snapshot = self.log.log().lock().ok().map(|log| log.snapshot());
         PrimaryHoldings {
             committed: self.list.last_committed(),
             cache_first: self.committed_cache.front().map(|m| m.decree),
-            log_first,
+            log_first: snapshot.as_ref().and_then(|s| s.first_decree),
             join_gap: self.options.learn_join_gap,
+            log_bytes_to_replay: snapshot.map_or(0, |s| s.bytes_after(applied)),
+            data_bytes: self.engine.data_bytes(),
         }
     }
 
@@ -281,7 +284,7 @@ impl Handler<Inbound<LearnRequest>> for Replica {
         if let Err(e) = self.check_learning_request(req.ballot, req.learner) {
             return Box::pin(fut::ready(Err(e)));
         }
-        let holdings = self.holdings();
+        let holdings = self.holdings(req.applied);
         let batch = self.options.learn_batch_bytes;
         let mut plan = plan_learning(req.applied, holdings);
         if plan == LearnPlan::Join {

@@ -43,9 +43,18 @@ struct Segment {
 /// the bytes that were complete records at that moment are read.
 #[derive(Debug, Clone)]
 pub struct LogSnapshot {
-    segments: Vec<(PathBuf, u64)>,
+    segments: Vec<SegmentView>,
     /// The smallest decree the log still holds, if any.
     pub first_decree: Option<Decree>,
+}
+
+/// One segment as a snapshot sees it: its complete bytes and the decrees it records (0 when empty).
+#[derive(Debug, Clone)]
+struct SegmentView {
+    path: PathBuf,
+    bytes: u64,
+    min_decree: Decree,
+    max_decree: Decree,
 }
 
 pub struct MutationLog {
@@ -315,7 +324,16 @@ impl MutationLog {
     /// The segments as they are now, to read outside the log's lock.
     pub fn snapshot(&self) -> LogSnapshot {
         LogSnapshot {
-            segments: self.segments.iter().map(|s| (s.path.clone(), s.bytes)).collect(),
+            segments: self
+                .segments
+                .iter()
+                .map(|s| SegmentView {
+                    path: s.path.clone(),
+                    bytes: s.bytes,
+                    min_decree: s.min_decree,
+                    max_decree: s.max_decree,
+                })
+                .collect(),
             first_decree: self.segments.iter().map(|s| s.min_decree).find(|d| *d > 0),
         }
     }
@@ -347,15 +365,18 @@ impl LogSnapshot {
     /// record for a decree replaces an earlier one), stopping once `max_bytes` are gathered. The
     /// result is contiguous from `after + 1`; it is empty when the log does not reach back that far.
     pub fn read_range(&self, after: Decree, up_to: Decree, max_bytes: usize) -> Result<Vec<Mutation>, StorageError> {
+        // Only segments that hold something after `after`; a later segment's record of a decree
+        // replaces an earlier one's (a decree prepared again under a newer ballot).
+        let relevant: Vec<&SegmentView> = self.segments.iter().filter(|s| s.max_decree > after).collect();
         let mut by_decree: std::collections::BTreeMap<Decree, Mutation> = std::collections::BTreeMap::new();
-        for (path, len) in &self.segments {
-            let mut bytes = vec![0u8; *len as usize];
-            let read = File::open(path).and_then(|mut f| f.read_exact(&mut bytes));
+        for (i, segment) in relevant.iter().enumerate() {
+            let mut bytes = vec![0u8; segment.bytes as usize];
+            let read = File::open(&segment.path).and_then(|mut f| f.read_exact(&mut bytes));
             match read {
                 Ok(()) => {}
                 // Deleted by log GC since the snapshot: older than anything asked for.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StorageError::io(path)(e)),
+                Err(e) => return Err(StorageError::io(&segment.path)(e)),
             }
             let (records, _) = decode_records(&bytes);
             for record in records {
@@ -365,18 +386,54 @@ impl LogSnapshot {
                     }
                 }
             }
-        }
-        let mut out = Vec::new();
-        let mut size = 0usize;
-        for (expected, (decree, mutation)) in (after + 1..).zip(by_decree) {
-            if decree != expected || (size >= max_bytes && !out.is_empty()) {
+            // Stop once a full batch is read and no later segment can replace any of it.
+            let batch = contiguous_batch(&by_decree, after, max_bytes);
+            let full = batch.bytes >= max_bytes || batch.last == up_to;
+            if full && relevant[i + 1..].iter().all(|s| s.min_decree > batch.last) {
                 break;
             }
-            size += mutation.ops.iter().map(op_size).sum::<usize>() + 64;
-            out.push(mutation);
         }
-        Ok(out)
+        let batch = contiguous_batch(&by_decree, after, max_bytes);
+        Ok(by_decree.into_values().take(batch.count).collect())
     }
+
+    /// Bytes of the segments that hold mutations after `after`: about what replaying from there reads.
+    pub fn bytes_after(&self, after: Decree) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.max_decree > after)
+            .map(|s| s.bytes)
+            .sum()
+    }
+}
+
+/// The run of decrees `after + 1, after + 2, ...` at the front of `by_decree`, cut once it carries
+/// `max_bytes` (at least one mutation).
+struct Batch {
+    count: usize,
+    bytes: usize,
+    last: Decree,
+}
+
+fn contiguous_batch(
+    by_decree: &std::collections::BTreeMap<Decree, Mutation>,
+    after: Decree,
+    max_bytes: usize,
+) -> Batch {
+    let mut batch = Batch {
+        count: 0,
+        bytes: 0,
+        last: after,
+    };
+    for (expected, (decree, mutation)) in (after + 1..).zip(by_decree) {
+        if *decree != expected || (batch.bytes >= max_bytes && batch.count > 0) {
+            break;
+        }
+        batch.bytes += mutation.ops.iter().map(op_size).sum::<usize>() + 64;
+        batch.count += 1;
+        batch.last = *decree;
+    }
+    batch
 }
 
 /// Roughly how many bytes an operation carries, for batching.
@@ -635,6 +692,33 @@ mod reading_tests {
             "a byte budget cuts the batch"
         );
         assert_eq!(limited[0].decree, 1);
+    }
+
+    #[test]
+    fn batch_after_batch_reads_every_decree_once_with_the_newest_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), SMALL, 0).unwrap().log;
+        for decree in 1..=30 {
+            log.append(&[mutation(decree, 1)]).unwrap();
+        }
+        log.append(&[mutation(7, 2)]).unwrap(); // decree 7 re-proposed under ballot 2
+        let snapshot = log.snapshot();
+        assert!(
+            snapshot.bytes_after(25) < snapshot.bytes_after(0),
+            "old segments are skipped"
+        );
+        let (mut after, mut read) = (0, Vec::new());
+        while after < 30 {
+            let batch = snapshot.read_range(after, 30, 150).unwrap();
+            assert!(!batch.is_empty(), "stuck after {after}");
+            after = batch.last().unwrap().decree;
+            read.extend(batch);
+        }
+        assert_eq!(
+            read.iter().map(|m| m.decree).collect::<Vec<_>>(),
+            (1..=30).collect::<Vec<_>>()
+        );
+        assert_eq!(read[6].ballot, 2, "the later record of decree 7 wins");
     }
 
     #[test]
