@@ -72,3 +72,20 @@ pub fn learned_bytes(node: NodeAddr) -> f64 {
         })
         .sum()
 }
+
+/// The meta's count of balance moves of `kind` (move_pri, copy_pri, copy_sec) that ended with
+/// `outcome` (done, given_up).
+pub fn balance_moves(meta: NodeAddr, kind: &str, outcome: &str) -> f64 {
+    sample(
+        &metrics(meta),
+        &format!("aerie_meta_balance_moves_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"),
+    )
+}
+
+/// Balance moves of every kind that the meta gave up.
+pub fn balance_moves_given_up(meta: NodeAddr) -> f64 {
+    ["move_pri", "copy_pri", "copy_sec"]
+        .iter()
+        .map(|kind| balance_moves(meta, kind, "given_up"))
+        .sum()
+}

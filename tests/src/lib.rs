@@ -13,7 +13,9 @@ mod replicas;
 mod wait;
 
 pub use cluster::{fast_failure_detection, ProcessCluster, ProcessClusterOptions, ShellOutput};
-pub use http::{http_get, learned_bytes, metrics, sample, try_http_get, wait_healthy};
+pub use http::{
+    balance_moves, balance_moves_given_up, http_get, learned_bytes, metrics, sample, try_http_get, wait_healthy,
+};
 pub use load::{assert_acked_readable, WriteLoad};
 pub use process::{aerie_bin, free_port, AerieProcess};
 pub use replicas::{assert_replicas_identical, converged_checksums, wait_commits_durable, wait_fully_healthy};

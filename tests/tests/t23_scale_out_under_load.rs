@@ -8,8 +8,8 @@ use aerie_client::Client;
 use aerie_common::NodeAddr;
 use aerie_proto::meta::{AppState, NodeStatus};
 use aerie_tests::{
-    assert_acked_readable, assert_replicas_identical, fast_failure_detection, metrics, sample, wait_until,
-    ProcessCluster, ProcessClusterOptions, WriteLoad,
+    assert_acked_readable, assert_replicas_identical, balance_moves, balance_moves_given_up, fast_failure_detection,
+    wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -53,10 +53,7 @@ async fn balance_count(client: &Client) -> i64 {
 }
 
 fn moves_done(meta: NodeAddr, kind: &str) -> f64 {
-    sample(
-        &metrics(meta),
-        &format!("aerie_meta_balance_moves_total{{kind=\"{kind}\",outcome=\"done\"}}"),
-    )
+    balance_moves(meta, kind, "done")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,6 +141,11 @@ async fn two_new_nodes_receive_their_share_under_write_load() {
         acked.len()
     );
     assert_eq!(copies as u64, lower_bound, "copies made against the lower bound");
+    assert_eq!(
+        balance_moves_given_up(cluster.meta_addr),
+        0.0,
+        "no move was given up: nothing failed"
+    );
 
     let reader = cluster.client(Duration::from_secs(20));
     let table = reader.table("grow").await.unwrap();

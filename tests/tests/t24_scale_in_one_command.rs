@@ -7,8 +7,8 @@
 use aerie_common::NodeAddr;
 use aerie_proto::meta::NodeStatus;
 use aerie_tests::{
-    assert_acked_readable, assert_replicas_identical, fast_failure_detection, metrics, sample, wait_fully_healthy,
-    wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
+    assert_acked_readable, assert_replicas_identical, balance_moves_given_up, fast_failure_detection, metrics, sample,
+    wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
 };
 use std::time::Duration;
 
@@ -68,6 +68,11 @@ async fn offline_node_empties_two_of_five_nodes_under_write_load() {
             assert!(p.members().all(|m| staying.contains(&m)), "{table} {p:?}");
         }
     }
+    assert_eq!(
+        balance_moves_given_up(cluster.meta_addr),
+        0.0,
+        "no move was given up: nothing failed"
+    );
     let nodes = admin.list_nodes().await.unwrap();
     for node in &leaving {
         let info = nodes.iter().find(|n| n.address == *node).unwrap();

@@ -12,7 +12,8 @@ use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
 use aerie_proto::meta::QueryBalancePlan;
 use aerie_tests::{
-    aerie_bin, learned_bytes, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions,
+    aerie_bin, balance_moves, learned_bytes, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster,
+    ProcessClusterOptions,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -264,13 +265,7 @@ async fn scale_out(gib: f64) {
     let took = started.elapsed();
     admin.set_meta_level(aerie_common::MetaLevel::Steady).await.unwrap();
     let learned: f64 = all_nodes.iter().map(|n| learned_bytes(*n)).sum::<f64>() - learned_before;
-    let meta = metrics(cluster.meta_addr);
-    let done = |kind: &str| {
-        sample(
-            &meta,
-            &format!("aerie_meta_balance_moves_total{{kind=\"{kind}\",outcome=\"done\"}}"),
-        )
-    };
+    let done = |kind: &str| balance_moves(cluster.meta_addr, kind, "done");
     println!(
         "scale-out: balanced {:.1} s after set_meta_level lively: {} move_pri, {} copy_pri, {} copy_sec ({} copies; lower bound {}); {:.0} MB learned ({:.0} MB/s); the new nodes {} and {}",
         took.as_secs_f64(),

@@ -19,6 +19,21 @@ use tracing::{debug, info, warn};
 /// An add-secondary action that neither finished nor failed by then is forgotten and may be retried.
 const ADD_SECONDARY_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
+/// How often, and how long apart, adding a learner is asked again of a primary that has not yet
+/// applied the configuration the meta sent it.
+const PRIMARY_LAG_RETRIES: u32 = 20;
+const PRIMARY_LAG_WAIT: Duration = Duration::from_millis(100);
+
+/// Whether an answer means the primary is catching up with the meta: not primary yet, at another
+/// ballot, or still committing what it inherited as a new primary.
+fn primary_lags(error: &aerie_common::WireError) -> bool {
+    use aerie_common::ErrorCode;
+    matches!(
+        error.code,
+        ErrorCode::ERR_NOT_PRIMARY | ErrorCode::ERR_INVALID_VERSION | ErrorCode::ERR_INVALID_STATE
+    )
+}
+
 /// A primary could not start an add-secondary action.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -181,10 +196,19 @@ impl ServerState {
         };
         let (network, timeout, me) = (self.params.network.clone(), self.params.rpc_timeout, ctx.address());
         actix::spawn(async move {
-            let failure = match network.call(primary, request, timeout).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
+            let mut attempt = 0;
+            let failure = loop {
+                match network.call(primary, request.clone(), timeout).await {
+                    Ok(Ok(())) => return,
+                    // The primary has not caught up with this configuration yet (it was just
+                    // made primary, or just changed): it will shortly.
+                    Ok(Err(e)) if primary_lags(&e) && attempt < PRIMARY_LAG_RETRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(PRIMARY_LAG_WAIT).await;
+                    }
+                    Ok(Err(e)) => break e.to_string(),
+                    Err(e) => break e.to_string(),
+                }
             };
             me.do_send(AddSecondaryFailed {
                 gpid,
