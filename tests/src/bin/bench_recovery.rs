@@ -12,8 +12,8 @@ use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
 use aerie_proto::meta::QueryBalancePlan;
 use aerie_tests::{
-    aerie_bin, balance_moves, learned_bytes, metrics, sample, wait_fully_healthy, wait_until, ProcessCluster,
-    ProcessClusterOptions,
+    aerie_bin, balance_moves, balance_moves_given_up, learned_bytes, metrics, sample, wait_fully_healthy, wait_until,
+    ProcessCluster, ProcessClusterOptions,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -267,13 +267,14 @@ async fn scale_out(gib: f64) {
     let learned: f64 = all_nodes.iter().map(|n| learned_bytes(*n)).sum::<f64>() - learned_before;
     let done = |kind: &str| balance_moves(cluster.meta_addr, kind, "done");
     println!(
-        "scale-out: balanced {:.1} s after set_meta_level lively: {} move_pri, {} copy_pri, {} copy_sec ({} copies; lower bound {}); {:.0} MB learned ({:.0} MB/s); the new nodes {} and {}",
+        "scale-out: balanced {:.1} s after set_meta_level lively: {} move_pri, {} copy_pri, {} copy_sec ({} copies; lower bound {}; {} moves given up); {:.0} MB learned ({:.0} MB/s); the new nodes {} and {}",
         took.as_secs_f64(),
         done("move_pri"),
         done("copy_pri"),
         done("copy_sec"),
         done("copy_pri") + done("copy_sec"),
         plan.copy_lower_bound,
+        balance_moves_given_up(cluster.meta_addr),
         learned / 1e6,
         learned / 1e6 / took.as_secs_f64(),
         new_nodes[0],
