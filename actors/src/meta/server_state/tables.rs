@@ -146,6 +146,7 @@ impl Handler<Inbound<DropApp>> for ServerState {
                 .collect::<Vec<_>>();
             let app_id = app.info.app_id;
             act.adding.retain(|gpid, _| gpid.app_id != app_id);
+            act.data_bytes.retain(|gpid, _| gpid.app_id != app_id);
             act.apps.insert(app_id, app);
             pushes
         });

@@ -17,6 +17,19 @@ fn partition(app_id: AppId, pidx: u32, primary: usize, secondaries: &[usize]) ->
     }
 }
 
+/// `count` partitions on nodes 0-2, each node primary of every third.
+fn rotating_table(count: u32) -> TableView {
+    TableView {
+        app_id: 1,
+        partitions: (0..count)
+            .map(|p| {
+                let first = (p % 3) as usize;
+                partition(1, p, first, &[(first + 1) % 3, (first + 2) % 3])
+            })
+            .collect(),
+    }
+}
+
 fn nodes(count: usize) -> BTreeSet<NodeAddr> {
     (0..count).map(node).collect()
 }
@@ -241,19 +254,7 @@ fn swaps_go_along_a_chain_when_no_direct_swap_helps() {
 #[test]
 fn a_new_empty_node_receives_its_share_with_the_fewest_copies() {
     // 8 partitions x 3 replicas on nodes 0-2; nodes 3 and 4 just joined.
-    let tables = vec![TableView {
-        app_id: 1,
-        partitions: (0..8)
-            .map(|p| {
-                partition(
-                    1,
-                    p,
-                    (p % 3) as usize,
-                    &[((p + 1) % 3) as usize, ((p + 2) % 3) as usize],
-                )
-            })
-            .collect(),
-    }];
+    let tables = vec![rotating_table(8)];
     let all = nodes(5);
     let moves = run(&tables, &all, &BTreeSet::new());
     let after = apply_all(&tables, &moves).unwrap();
@@ -307,19 +308,7 @@ fn options_limit_the_kinds_of_moves() {
 #[test]
 fn a_black_listed_node_receives_nothing_and_keeps_what_it_has() {
     // Node 3 joined empty but is black-listed: no move goes to it.
-    let tables = vec![TableView {
-        app_id: 1,
-        partitions: (0..6)
-            .map(|p| {
-                partition(
-                    1,
-                    p,
-                    (p % 3) as usize,
-                    &[((p + 1) % 3) as usize, ((p + 2) % 3) as usize],
-                )
-            })
-            .collect(),
-    }];
+    let tables = vec![rotating_table(6)];
     let black_list: BTreeSet<NodeAddr> = [node(3)].into();
     let moves = run_with(
         &tables,
