@@ -82,6 +82,7 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
         me: "127.0.0.1:34601".parse().unwrap(),
         meta_servers: vec!["127.0.0.1:34601".parse().unwrap()],
         store,
+        leadership: aerie_metastore::Leadership::fixed(aerie_metastore::LeaderView::Leader),
         cluster_root: ROOT.into(),
         cluster_name: "test".into(),
         zookeeper_hosts: String::new(),

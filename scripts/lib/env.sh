@@ -5,11 +5,14 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aerie/target}"
 
 # Installs missing Debian packages: clang and libclang-dev (RocksDB's bindings are generated with
-# bindgen, and its C++ is compiled with the system compiler).
+# bindgen, and its C++ is compiled with the system compiler), and zookeeper for the tests.
 ensure_build_packages() {
     local missing=()
     command -v clang >/dev/null 2>&1 || missing+=(clang)
     dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+    # ZooKeeper (and its Java runtime) for the meta store tests; run as a plain process by
+    # scripts/zookeeper.sh, never as a system service.
+    [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     if ((${#missing[@]} == 0)); then
         return 0
     fi

@@ -1,4 +1,5 @@
-//! A cluster of separate `aerie` processes: one meta server and N replica servers on loopback.
+//! A cluster of separate `aerie` processes: meta servers (one with the embedded store, or several
+//! over ZooKeeper) and N replica servers on loopback.
 
 use crate::process::{free_port, AerieProcess};
 use crate::wait::wait_until;
@@ -11,6 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ProcessClusterOptions {
     pub replica_servers: usize,
+    /// Meta servers; more than one needs the ZooKeeper store (see [`zookeeper_settings`]).
+    pub meta_servers: usize,
     /// Extra `section.key=value` settings for every process.
     pub settings: Vec<String>,
 }
@@ -30,10 +33,21 @@ pub fn fast_failure_detection(extra: &[&str]) -> Vec<String> {
     .collect()
 }
 
+/// Settings for meta servers on ZooKeeper at `hosts`, under `root`, with a session timeout.
+pub fn zookeeper_settings(hosts: &str, root: &str, session_timeout_ms: u64) -> Vec<String> {
+    vec![
+        "meta_server.meta_store=zookeeper".to_string(),
+        format!("meta_server.cluster_root={root}"),
+        format!("zookeeper.hosts_list={hosts}"),
+        format!("zookeeper.timeout_ms={session_timeout_ms}"),
+    ]
+}
+
 impl Default for ProcessClusterOptions {
     fn default() -> Self {
         ProcessClusterOptions {
             replica_servers: 3,
+            meta_servers: 1,
             settings: Vec::new(),
         }
     }
@@ -49,8 +63,10 @@ pub struct ShellOutput {
 
 pub struct ProcessCluster {
     pub dir: tempfile::TempDir,
+    /// The first meta server.
     pub meta_addr: NodeAddr,
-    pub meta: AerieProcess,
+    pub meta_addrs: Vec<NodeAddr>,
+    pub metas: Vec<AerieProcess>,
     pub replica_addrs: Vec<NodeAddr>,
     pub replicas: Vec<AerieProcess>,
     /// Settings every process gets.
@@ -69,25 +85,33 @@ impl ProcessCluster {
             dir.disable_cleanup(true);
             eprintln!("cluster data and logs kept in {}", dir.path().display());
         }
-        let meta_addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut common = vec![
-            format!("meta_server.server_list={meta_addr}"),
-            "log.level=info".to_string(),
-        ];
+        let meta_addrs: Vec<NodeAddr> = (0..options.meta_servers.max(1))
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .collect();
+        let list = meta_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let mut common = vec![format!("meta_server.server_list={list}"), "log.level=info".to_string()];
         common.extend(options.settings.iter().cloned());
 
-        let mut meta_args = vec!["--role".to_string(), "meta".to_string()];
-        meta_args.extend(settings(&common));
-        meta_args.extend(settings(&[
-            format!("meta_server.address={meta_addr}"),
-            format!("meta_server.data_dir={}", dir.path().join("meta").display()),
-        ]));
-        let meta = AerieProcess::start("meta", meta_args, dir.path().join("meta.log"));
+        let metas = meta_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let name = if i == 0 { "meta".to_string() } else { format!("meta{i}") };
+                let mut args = vec!["--role".to_string(), "meta".to_string()];
+                args.extend(settings(&common));
+                args.extend(settings(&[
+                    format!("meta_server.address={addr}"),
+                    format!("meta_server.data_dir={}", dir.path().join(&name).display()),
+                ]));
+                AerieProcess::start(&name, args, dir.path().join(format!("{name}.log")))
+            })
+            .collect();
 
         let mut cluster = ProcessCluster {
             dir,
-            meta_addr,
-            meta,
+            meta_addr: meta_addrs[0],
+            meta_addrs,
+            metas,
             replica_addrs: Vec::new(),
             replicas: Vec::new(),
             common,
@@ -131,7 +155,7 @@ impl ProcessCluster {
 
     pub fn client(&self, timeout: Duration) -> Client {
         Client::new(
-            vec![self.meta_addr],
+            self.meta_addrs.clone(),
             ClientOptions {
                 timeout,
                 meta_timeout: Duration::from_secs(5),
@@ -168,14 +192,18 @@ impl ProcessCluster {
     }
 
     pub fn kill_all(&mut self) {
-        self.meta.kill();
+        for meta in &mut self.metas {
+            meta.kill();
+        }
         for replica in &mut self.replicas {
             replica.kill();
         }
     }
 
     pub fn restart_all(&mut self) {
-        self.meta.restart();
+        for meta in &mut self.metas {
+            meta.restart();
+        }
         for replica in &mut self.replicas {
             replica.restart();
         }
@@ -187,7 +215,7 @@ impl ProcessCluster {
         let mut child = std::process::Command::new(crate::process::aerie_bin())
             .arg("shell")
             .arg("--meta")
-            .arg(self.meta_addr.to_string())
+            .arg(self.meta_list())
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -208,6 +236,15 @@ impl ProcessCluster {
         }
     }
 
+    /// Every meta server, as `--meta` takes them.
+    pub fn meta_list(&self) -> String {
+        self.meta_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Runs one shell command with `-e`.
     pub fn shell_exec(&self, command: &str) -> ShellOutput {
         self.shell(&["-e", command], "")
@@ -215,7 +252,8 @@ impl ProcessCluster {
 
     /// The last lines of every process's log, for failure reports.
     pub fn logs(&self, lines: usize) -> String {
-        std::iter::once(&self.meta)
+        self.metas
+            .iter()
             .chain(&self.replicas)
             .map(|p| format!("---- {} ----\n{}", p.name, p.log_tail(lines)))
             .collect::<Vec<_>>()

@@ -35,6 +35,7 @@ async fn the_cluster_heals_itself_around_a_dead_primary_holder_and_loses_nothing
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
         settings: settings(),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

@@ -38,7 +38,7 @@ async fn replicas_resume_when_the_meta_arrives_after_them() {
         )
         .await;
     }
-    cluster.meta.restart();
+    cluster.metas[0].restart();
 
     let client = cluster.client(Duration::from_secs(30));
     let table = client.table("late").await.unwrap();

@@ -42,6 +42,7 @@ async fn a_new_secondary_learns_a_checkpoint_on_a_fourth_node_while_writes_go_on
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
         settings: settings(),
+        ..Default::default()
     });
     let client = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&client, Duration::from_secs(30)).await;

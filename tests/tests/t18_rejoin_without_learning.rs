@@ -33,6 +33,7 @@ async fn a_restarted_secondary_rejoins_without_copying_data() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
         settings: settings(),
+        ..Default::default()
     });
     let client = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&client, Duration::from_secs(30)).await;

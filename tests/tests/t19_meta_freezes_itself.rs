@@ -25,6 +25,7 @@ async fn the_meta_freezes_when_too_few_nodes_live_and_thaws_when_they_return() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 5,
         settings: settings(),
+        ..Default::default()
     });
     let client = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&client, Duration::from_secs(30)).await;

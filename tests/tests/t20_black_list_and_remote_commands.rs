@@ -18,6 +18,7 @@ async fn knobs_black_list_propose_and_stats() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 5,
         settings: settings(),
+        ..Default::default()
     });
     let client = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&client, Duration::from_secs(30)).await;

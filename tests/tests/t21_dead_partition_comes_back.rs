@@ -17,6 +17,7 @@ async fn a_dead_partition_waits_for_its_last_replica_and_takes_it_back() {
             "replication.mutation_2pc_min_replica_count=1".into(),
             "meta_server.lb_interval_ms=300".into(),
         ],
+        ..Default::default()
     });
     let client = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&client, Duration::from_secs(30)).await;

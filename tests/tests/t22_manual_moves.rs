@@ -51,6 +51,7 @@ async fn operators_move_replicas_by_hand_at_steady() {
     let cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 4,
         settings: settings(),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

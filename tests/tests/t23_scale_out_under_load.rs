@@ -61,6 +61,7 @@ async fn two_new_nodes_receive_their_share_under_write_load() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 3,
         settings: settings(),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

@@ -21,6 +21,7 @@ async fn offline_node_empties_two_of_five_nodes_under_write_load() {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 5,
         settings: settings(),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

@@ -27,6 +27,7 @@ async fn the_pegasus_procedure_and_the_script_take_nodes_out_without_losing_writ
     let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 5,
         settings: settings(),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(30)).await;

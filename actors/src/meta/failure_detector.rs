@@ -29,6 +29,11 @@ pub struct NodeLiveness {
 #[rtype(result = "()")]
 pub struct RememberNodes(pub Vec<NodeAddr>);
 
+/// Forget every node (this meta stopped leading; the next term starts from the cluster map).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ResetDetector;
+
 /// Stop tracking a node (it was removed from the cluster).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
@@ -135,5 +140,13 @@ impl Handler<ForgetNode> for FailureDetector {
 
     fn handle(&mut self, ForgetNode(node): ForgetNode, _: &mut Self::Context) {
         self.nodes.remove(&node);
+    }
+}
+
+impl Handler<ResetDetector> for FailureDetector {
+    type Result = ();
+
+    fn handle(&mut self, _: ResetDetector, _: &mut Self::Context) {
+        self.nodes.clear();
     }
 }

@@ -309,19 +309,39 @@ impl ReplicaStub {
     }
 
     fn send_beacon(&mut self, ctx: &mut Context<Self>) {
+        self.send_beacon_once(ctx, true);
+    }
+
+    /// Sends one beacon. Only the leading meta's answer renews the lease; a meta that does not lead
+    /// names the leader, which gets the beacon at once (when `follow_leader`).
+    fn send_beacon_once(&mut self, ctx: &mut Context<Self>, follow_leader: bool) {
         let meta = self.params.options.meta.clone();
         let (network, me) = (self.params.network.clone(), self.params.me);
         let timeout = self.params.beacon_interval.max(Duration::from_millis(500));
         let sent_ms = self.params.clock.now_ms();
         let call = async move { meta.call(&network, Beacon { node: me }, timeout).await };
         ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
-            Ok(Ok(ack)) => {
+            Ok(Ok(ack)) if ack.is_leader => {
                 act.lease.on_ack(sent_ms);
                 act.params
                     .last_beacon_ack_ms
                     .store(act.params.clock.now_ms().max(1), Ordering::Release);
-                if let (false, Some(leader)) = (ack.is_leader, ack.leader) {
-                    act.params.options.meta.follow(leader);
+                act.check_lease(ctx);
+            }
+            Ok(Ok(ack)) => {
+                let asked = act.params.options.meta.current();
+                match ack.leader {
+                    Some(leader) if leader != asked => {
+                        info!(%leader, %asked, "beacon answered by a meta server that does not lead; following the leader");
+                        act.params.options.meta.follow(leader);
+                        if follow_leader {
+                            act.send_beacon_once(ctx, false);
+                        }
+                    }
+                    _ => {
+                        warn!(%asked, "beacon answered by a meta server that knows no leader");
+                        act.params.options.meta.rotate();
+                    }
                 }
                 act.check_lease(ctx);
             }

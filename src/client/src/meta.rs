@@ -82,7 +82,8 @@ impl Client {
 
     /// Sends a request to the meta servers: the last one that answered first, then the others.
     /// While none can be reached, or the one reached is still loading its state, it tries again with
-    /// backoff until `meta_timeout`. After an ambiguous failure (a timeout, a connection lost
+    /// backoff until `meta_timeout`. A meta that does not lead answers `ERR_FORWARD_TO_OTHERS` naming
+    /// the leader, which is asked next. After an ambiguous failure (a timeout, a connection lost
     /// mid-call) it does not retry: the request may have taken effect.
     pub async fn meta<M, T>(&self, req: M) -> WireResult<T>
     where
@@ -94,14 +95,26 @@ impl Client {
         let mut backoff = Duration::from_millis(50);
         loop {
             let first = self.inner.leader.load(Ordering::Relaxed);
+            let mut order: Vec<usize> = (0..metas.len()).map(|i| (first + i) % metas.len()).collect();
             let mut last_error = None;
-            for i in 0..metas.len() {
-                let index = (first + i) % metas.len();
+            let mut next = 0;
+            while next < order.len() {
+                let index = order[next];
+                next += 1;
                 let remaining = deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
                 match self.inner.network.call(metas[index], req.clone(), remaining).await {
                     Ok(Err(e)) if e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE => last_error = Some(e),
+                    Ok(Err(e)) if e.code == ErrorCode::ERR_FORWARD_TO_OTHERS => {
+                        // Follow the named leader next (a bounded number of hops per round).
+                        if let Some(leader) = e.forward_target().and_then(|l| metas.iter().position(|m| *m == l)) {
+                            if order.len() < metas.len() * 2 {
+                                order.insert(next, leader);
+                            }
+                        }
+                        last_error = Some(e);
+                    }
                     Ok(answer) => {
                         self.inner.leader.store(index, Ordering::Relaxed);
                         return answer;

@@ -107,6 +107,25 @@ impl WireError {
             detail: detail.into(),
         }
     }
+
+    /// `ERR_FORWARD_TO_OTHERS` from a meta server that does not lead: names the leader when known
+    /// (as `leader=host:port`, which [`WireError::forward_target`] reads back) and says why.
+    pub fn forward_to(leader: Option<crate::NodeAddr>, why: &str) -> Self {
+        let detail = match leader {
+            Some(leader) => format!("leader={leader}; this meta server does not lead ({why})"),
+            None => format!("this meta server does not lead and knows no leader ({why})"),
+        };
+        WireError::new(ErrorCode::ERR_FORWARD_TO_OTHERS, detail)
+    }
+
+    /// The leader named by an `ERR_FORWARD_TO_OTHERS` answer.
+    pub fn forward_target(&self) -> Option<crate::NodeAddr> {
+        if self.code != ErrorCode::ERR_FORWARD_TO_OTHERS {
+            return None;
+        }
+        let rest = self.detail.strip_prefix("leader=")?;
+        rest.split(';').next()?.trim().parse().ok()
+    }
 }
 
 impl fmt::Display for WireError {
@@ -124,6 +143,18 @@ pub type WireResult<T> = Result<T, WireError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forward_names_the_leader_it_was_given() {
+        let leader: crate::NodeAddr = "127.0.0.1:34601".parse().unwrap();
+        assert_eq!(
+            WireError::forward_to(Some(leader), "follower").forward_target(),
+            Some(leader)
+        );
+        assert_eq!(WireError::forward_to(None, "no session").forward_target(), None);
+        let other = WireError::new(ErrorCode::ERR_TIMEOUT, "leader=127.0.0.1:1");
+        assert_eq!(other.forward_target(), None);
+    }
 
     #[test]
     fn names_match_debug_form() {

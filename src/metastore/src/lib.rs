@@ -8,12 +8,17 @@
 //! write may or may not have happened): the caller must reload its state from the store, not guess.
 
 mod embedded;
+mod leadership;
 mod memory;
 mod path;
+pub mod zookeeper;
 
 pub use embedded::EmbeddedStore;
+pub use leadership::{LeaderView, Leadership};
 pub use memory::MemoryStore;
 pub use path::{children_prefix, parent, validate_path};
+pub use zookeeper::session::ZkSession;
+pub use zookeeper::store::ZookeeperStore;
 
 use async_trait::async_trait;
 
@@ -61,6 +66,11 @@ pub enum StoreOp {
 pub trait MetaStore: Send + Sync + 'static {
     /// A one-line description for logs and `cluster_info`, e.g. `embedded:/var/lib/aerie/meta`.
     fn describe(&self) -> String;
+
+    /// `Ok` while the store can take writes; otherwise why not (for logs and `cluster_info`).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, MetaStoreError>;
 

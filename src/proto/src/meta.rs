@@ -269,6 +269,8 @@ pub struct ClusterInfo {
     pub meta_servers: Vec<NodeAddr>,
     pub primary_meta_server: NodeAddr,
     pub meta_store: String,
+    /// `ok`, or why the meta store takes no writes now (e.g. ZooKeeper unreachable).
+    pub meta_store_status: String,
     pub zookeeper_hosts: String,
     pub zookeeper_root: String,
     pub meta_function_level: String,

@@ -290,6 +290,7 @@ async fn learning(gib: f64) {
             "meta_server.replica_assign_delay_ms_for_dropouts=1000".into(),
             "replication.learn_cache_mutations=1000".into(),
         ],
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(30));
     cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;

@@ -28,7 +28,7 @@ mod tables;
 
 use super::balancer::actor::{Balancer, KickBalancer};
 use super::balancer::BalanceOptions;
-use super::failure_detector::{FailureDetector, RememberNodes};
+use super::failure_detector::{FailureDetector, RememberNodes, ResetDetector};
 use super::guardian::{CureKnobs, ReplicaState};
 use super::level::{effective_level, FreezeRule};
 use super::persist::{LoadedState, StoreLayout};
@@ -40,7 +40,7 @@ use crate::metrics::{
 use actix::prelude::*;
 use aerie_common::MetaLevel;
 use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
-use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
+use aerie_metastore::{LeaderView, Leadership, MetaStore, MetaStoreError, StoreOp};
 use aerie_proto::meta::*;
 use aerie_proto::replica::ConfigUpdate;
 use aerie_rpc::{Endpoint, Network};
@@ -55,6 +55,8 @@ pub struct MetaParams {
     pub me: NodeAddr,
     pub meta_servers: Vec<NodeAddr>,
     pub store: Arc<dyn MetaStore>,
+    /// Whether this meta leads; only the leader loads the state and changes it.
+    pub leadership: Leadership,
     pub cluster_root: String,
     pub cluster_name: String,
     pub zookeeper_hosts: String,
@@ -86,6 +88,8 @@ pub struct ServerState {
     params: MetaParams,
     layout: StoreLayout,
     loaded: bool,
+    /// A load from the store is under way.
+    loading: bool,
     apps: BTreeMap<AppId, AppState>,
     next_app_id: AppId,
     /// Replica servers and whether they are alive (as the failure detector says).
@@ -127,9 +131,12 @@ fn err(code: ErrorCode, detail: impl Into<String>) -> WireError {
 }
 
 impl ServerState {
-    /// Starts the meta's actors: `ServerState` under a supervisor, and its failure detector.
+    /// Starts the meta's actors: `ServerState` under a supervisor, and its failure detector. It
+    /// follows the leadership: it loads the state when this meta starts leading and drops it when
+    /// it stops.
     pub fn start(params: MetaParams, loaded: Option<LoadedState>) -> Addr<ServerState> {
-        Supervisor::start(move |ctx: &mut Context<ServerState>| {
+        let mut leadership = params.leadership.clone();
+        let addr = Supervisor::start(move |ctx: &mut Context<ServerState>| {
             let detector = FailureDetector::new(
                 params.me,
                 params.fd_grace,
@@ -140,7 +147,16 @@ impl ServerState {
             .start();
             let balancer = Balancer::new(ctx.address(), params.cure_interval).start();
             ServerState::new(params, detector, balancer, loaded)
-        })
+        });
+        let watcher = addr.clone();
+        actix::spawn(async move {
+            while let Some(view) = leadership.changed().await {
+                if watcher.try_send(LeadershipChanged(view)).is_err() && !watcher.connected() {
+                    return;
+                }
+            }
+        });
+        addr
     }
 
     fn new(
@@ -156,6 +172,7 @@ impl ServerState {
             params,
             layout,
             loaded: false,
+            loading: false,
             apps: BTreeMap::new(),
             next_app_id: 1,
             nodes: BTreeMap::new(),
@@ -185,30 +202,47 @@ impl ServerState {
     }
 
     /// The meta server's RPC endpoint: beacons go to the failure detector, the dry run of the
-    /// balancer to the balancer, the rest to `ServerState`.
-    pub fn endpoint(me: NodeAddr, addr: Addr<ServerState>, helpers: MetaHelpers) -> Endpoint {
+    /// balancer to the balancer, the rest to `ServerState`. While this meta does not lead, every
+    /// request is answered `ERR_FORWARD_TO_OTHERS` naming the leader, and beacons are acknowledged
+    /// without a lease (`is_leader = false`) with the leader's address.
+    pub fn endpoint(me: NodeAddr, addr: Addr<ServerState>, helpers: MetaHelpers, leadership: Leadership) -> Endpoint {
         let mut endpoint = Endpoint::new(me);
-        endpoint
-            .handle_actor::<Beacon, _>(helpers.failure_detector)
-            .handle_actor::<QueryBalancePlan, _>(helpers.balancer)
-            .handle_actor::<Balance, _>(addr.clone())
-            .handle_actor::<OfflineNodes, _>(addr.clone())
-            .handle_actor::<CancelOffline, _>(addr.clone())
-            .handle_actor::<QueryOfflineProgress, _>(addr.clone())
-            .handle_actor::<RemoveNode, _>(addr.clone())
-            .handle_actor::<ConfigSync, _>(addr.clone())
-            .handle_actor::<UpdatePartitionConfig, _>(addr.clone())
-            .handle_actor::<QueryPartition, _>(addr.clone())
-            .handle_actor::<CreateApp, _>(addr.clone())
-            .handle_actor::<DropApp, _>(addr.clone())
-            .handle_actor::<ListApps, _>(addr.clone())
-            .handle_actor::<QueryConfig, _>(addr.clone())
-            .handle_actor::<ListNodes, _>(addr.clone())
-            .handle_actor::<QueryClusterInfo, _>(addr.clone())
-            .handle_actor::<GetMetaLevel, _>(addr.clone())
-            .handle_actor::<SetMetaLevel, _>(addr.clone())
-            .handle_actor::<Propose, _>(addr.clone())
-            .handle_actor::<DddDiagnose, _>(addr);
+        let gate = LeaderGate { me, leadership };
+        let (fd, for_beacons) = (helpers.failure_detector, gate.clone());
+        endpoint.handle_fallible::<Beacon, _, _>(move |beacon| {
+            let (fd, gate) = (fd.clone(), for_beacons.clone());
+            async move {
+                if gate.leadership.is_leader() {
+                    fd.send(aerie_rpc::Inbound(beacon))
+                        .await
+                        .map_err(|e| aerie_rpc::RemoteFailure::Unavailable(format!("actor stopped: {e}")))
+                } else {
+                    Ok(Ok(BeaconAck {
+                        is_leader: false,
+                        leader: gate.leadership.leader(gate.me),
+                    }))
+                }
+            }
+        });
+        gate.serve::<QueryBalancePlan, _, _>(&mut endpoint, helpers.balancer);
+        gate.serve::<Balance, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<OfflineNodes, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<CancelOffline, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<QueryOfflineProgress, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<RemoveNode, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<ConfigSync, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<UpdatePartitionConfig, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<QueryPartition, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<CreateApp, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<DropApp, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<ListApps, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<QueryConfig, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<ListNodes, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<QueryClusterInfo, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<GetMetaLevel, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<SetMetaLevel, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<Propose, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<DddDiagnose, _, _>(&mut endpoint, addr);
         endpoint
     }
 
@@ -477,22 +511,111 @@ impl Actor for ServerState {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if !self.loaded {
-            let store = self.params.store.clone();
-            let layout = self.layout.clone();
-            ctx.wait(
-                async move { layout.load(store.as_ref()).await }.into_actor(self).map(
-                    |loaded, act, ctx| match loaded {
-                        Ok(loaded) => act.install(loaded),
+        if !self.loaded && self.params.leadership.is_leader() {
+            self.load(ctx);
+        }
+        ctx.run_interval(self.params.cure_interval, |act, ctx| act.run_cure(ctx));
+    }
+}
+
+impl ServerState {
+    /// Reads the whole state from the store (this meta leads); on failure, tries again in a second.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        if self.loading {
+            return;
+        }
+        self.loading = true;
+        info!(store = %self.params.store.describe(), "loading the meta state");
+        let store = self.params.store.clone();
+        let layout = self.layout.clone();
+        ctx.wait(
+            async move { layout.load(store.as_ref()).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| {
+                    act.loading = false;
+                    match loaded {
+                        Ok(loaded) if act.params.leadership.is_leader() => act.install(loaded),
+                        Ok(_) => info!("leadership lost while loading; the state is not installed"),
                         Err(e) => {
                             error!(error = %e, "cannot load the meta state; retrying in 1 s");
                             ctx.run_later(Duration::from_secs(1), |_, ctx| ctx.stop());
                         }
-                    },
-                ),
-            );
+                    }
+                }),
+        );
+    }
+}
+
+/// The leadership view changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LeadershipChanged(LeaderView);
+
+impl Handler<LeadershipChanged> for ServerState {
+    type Result = ();
+
+    fn handle(&mut self, LeadershipChanged(view): LeadershipChanged, ctx: &mut Self::Context) {
+        match view {
+            LeaderView::Leader => {
+                if !self.loaded {
+                    info!("leading: taking over the cluster map");
+                    self.load(ctx);
+                }
+            }
+            LeaderView::Follower(_) | LeaderView::Unknown(_) => {
+                if self.loaded || self.loading {
+                    warn!(view = ?view, "no longer leading: dropping the meta state");
+                    self.apps.clear();
+                    self.nodes.clear();
+                    self.reports.clear();
+                    self.dropped_at.clear();
+                    self.alive_since.clear();
+                    self.leaving.clear();
+                    self.data_bytes.clear();
+                    self.balance_operation_count = -1;
+                    self.failure_detector.do_send(ResetDetector);
+                    ctx.stop();
+                }
+            }
         }
-        ctx.run_interval(self.params.cure_interval, |act, ctx| act.run_cure(ctx));
+    }
+}
+
+/// Lets requests through to the actors only while this meta leads.
+#[derive(Clone)]
+struct LeaderGate {
+    me: NodeAddr,
+    leadership: Leadership,
+}
+
+impl LeaderGate {
+    fn refusal(&self) -> WireError {
+        match self.leadership.current() {
+            LeaderView::Leader => WireError::forward_to(Some(self.me), "it just became the leader"),
+            LeaderView::Follower(leader) => WireError::forward_to(Some(leader), "it follows"),
+            LeaderView::Unknown(why) => WireError::forward_to(None, &why),
+        }
+    }
+
+    fn serve<M, T, A>(&self, endpoint: &mut Endpoint, addr: Addr<A>)
+    where
+        M: aerie_proto::Rpc<Response = WireResult<T>>,
+        T: Send + 'static,
+        A: Actor + Handler<aerie_rpc::Inbound<M>>,
+        A::Context: actix::dev::ToEnvelope<A, aerie_rpc::Inbound<M>>,
+    {
+        let gate = self.clone();
+        endpoint.handle_fallible::<M, _, _>(move |req| {
+            let (addr, gate) = (addr.clone(), gate.clone());
+            async move {
+                if !gate.leadership.is_leader() {
+                    return Ok(Err(gate.refusal()));
+                }
+                addr.send(aerie_rpc::Inbound(req))
+                    .await
+                    .map_err(|e| aerie_rpc::RemoteFailure::Unavailable(format!("actor stopped: {e}")))
+            }
+        });
     }
 }
 
@@ -500,6 +623,7 @@ impl Supervised for ServerState {
     fn restarting(&mut self, _: &mut Self::Context) {
         warn!("meta state actor restarting; it will reload from the store");
         self.loaded = false;
+        self.loading = false;
         self.params.ready.store(false, Ordering::Release);
         self.adding.clear();
         self.moves.clear();
@@ -542,6 +666,10 @@ impl Handler<aerie_rpc::Inbound<QueryClusterInfo>> for ServerState {
             meta_servers: self.params.meta_servers.clone(),
             primary_meta_server: self.params.me,
             meta_store: self.params.store.describe(),
+            meta_store_status: match self.params.store.health() {
+                Ok(()) => "ok".to_string(),
+                Err(why) => why,
+            },
             zookeeper_hosts: self.params.zookeeper_hosts.clone(),
             zookeeper_root: self.layout.root().to_string(),
             meta_function_level: self.effective_level().0.pegasus_name().to_string(),

@@ -12,11 +12,12 @@ use aerie_actors::replica::{
 };
 use aerie_common::{Clock, NodeAddr, WireResult};
 use aerie_config::{AerieConfig, LogSyncMode, MetaStoreKind, ReplicationConfig};
-use aerie_metastore::{EmbeddedStore, MetaStore};
+use aerie_metastore::zookeeper::election;
+use aerie_metastore::{EmbeddedStore, LeaderView, Leadership, MetaStore, ZkSession, ZookeeperStore};
 use aerie_proto::admin::{QueryServerInfo, RemoteCommand, ServerInfo};
 use aerie_rpc::{Endpoint, HealthCheck, Network, ServerHandle};
 use aerie_storage::{EngineOptions, LogOptions};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,7 +123,14 @@ pub fn add_admin(endpoint: &mut Endpoint, info: &ProcessInfo, commands: CommandR
 
 pub struct MetaRole {
     _server: ServerHandle,
-    _lock: DirLock,
+    _lock: Option<DirLock>,
+    /// Keeps the ZooKeeper session (and with it the election node) alive.
+    _session: Option<ZkSession>,
+}
+
+/// Where the ZooKeeper election nodes of the meta servers live.
+pub fn election_dir(cluster_root: &str) -> String {
+    format!("{}/meta_leader", cluster_root.trim_end_matches('/'))
 }
 
 pub async fn start_meta(
@@ -132,31 +140,44 @@ pub async fn start_meta(
     info: &ProcessInfo,
 ) -> Result<MetaRole> {
     let meta = &config.meta_server;
-    let (store, lock): (Arc<dyn MetaStore>, DirLock) = match meta.meta_store {
+    let me = meta.address();
+    let (store, lock, session, leadership, loaded): (Arc<dyn MetaStore>, _, _, _, _) = match meta.meta_store {
         MetaStoreKind::Embedded => {
             let dir = Path::new(&meta.data_dir);
             let lock = DirLock::acquire(dir)?;
             let store = EmbeddedStore::open(&dir.join("store")).context("opening the embedded meta store")?;
-            (Arc::new(store), lock)
+            // One meta, which always leads; its state is loaded before it serves.
+            let loaded = StoreLayout::new(&meta.cluster_root)
+                .load(&store)
+                .await
+                .with_context(|| format!("loading the meta state from {}", store.describe()))?;
+            let leadership = Leadership::fixed(LeaderView::Leader);
+            (Arc::new(store), Some(lock), None, leadership, Some(loaded))
         }
         MetaStoreKind::Zookeeper => {
-            bail!("meta_server.meta_store = \"zookeeper\" is not available in this build yet; use \"embedded\"")
+            let zk = &config.zookeeper;
+            let timeout = Duration::from_millis(zk.timeout_ms);
+            let session = ZkSession::start(&zk.hosts_list, timeout).context("starting the ZooKeeper session thread")?;
+            let (leadership, fence) = election::elect(&session, &election_dir(&meta.cluster_root), me);
+            let op_timeout = timeout.clamp(Duration::from_secs(2), Duration::from_secs(10));
+            let store = ZookeeperStore::new(session.clone(), op_timeout).fenced_by(fence);
+            tracing::info!(hosts = %zk.hosts_list, root = %meta.cluster_root, "meta store on ZooKeeper; joining the leader election");
+            (Arc::new(store), None, Some(session), leadership, None)
         }
     };
-    let loaded = StoreLayout::new(&meta.cluster_root)
-        .load(store.as_ref())
-        .await
-        .with_context(|| format!("loading the meta state from {}", store.describe()))?;
     let ready = Arc::new(AtomicBool::new(false));
-    let me = meta.address();
     let repl = &config.replication;
     let params = MetaParams {
         me,
         meta_servers: meta.server_list(),
         store,
+        leadership: leadership.clone(),
         cluster_root: meta.cluster_root.clone(),
         cluster_name: meta.cluster_name.clone(),
-        zookeeper_hosts: String::new(),
+        zookeeper_hosts: match meta.meta_store {
+            MetaStoreKind::Zookeeper => config.zookeeper.hosts_list.clone(),
+            MetaStoreKind::Embedded => String::new(),
+        },
         network: network.clone(),
         clock,
         level: meta.meta_function_level_on_start,
@@ -178,23 +199,22 @@ pub async fn start_meta(
         },
         ready: ready.clone(),
     };
-    let addr = ServerState::start(params, Some(loaded));
+    let addr = ServerState::start(params, loaded);
     let helpers = addr
         .send(GetMetaHelpers)
         .await
         .context("the meta state actor did not start")?;
-    let mut endpoint = ServerState::endpoint(me, addr.clone(), helpers);
+    let mut endpoint = ServerState::endpoint(me, addr.clone(), helpers, leadership.clone());
     add_admin(
         &mut endpoint,
         info,
         command_registry(me, info, config, RoleCommands::Meta(addr)),
     );
-    let health: HealthCheck = Arc::new(move || {
-        if ready.load(Ordering::Acquire) {
-            (true, "meta: serving".to_string())
-        } else {
-            (false, "meta: loading state".to_string())
-        }
+    let health: HealthCheck = Arc::new(move || match leadership.current() {
+        LeaderView::Leader if ready.load(Ordering::Acquire) => (true, "meta: serving".to_string()),
+        LeaderView::Leader => (false, "meta: leading, loading state".to_string()),
+        LeaderView::Follower(leader) => (true, format!("meta: standby, following the leader {leader}")),
+        LeaderView::Unknown(why) => (false, format!("meta: no known leader ({why})")),
     });
     let server = network
         .serve(endpoint, health)
@@ -203,6 +223,7 @@ pub async fn start_meta(
     Ok(MetaRole {
         _server: server,
         _lock: lock,
+        _session: session,
     })
 }
 

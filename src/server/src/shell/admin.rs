@@ -261,6 +261,7 @@ impl Shell {
                 ),
                 ("primary_meta_server", info.primary_meta_server.to_string()),
                 ("meta_store", info.meta_store),
+                ("meta_store_status", info.meta_store_status),
                 ("zookeeper_hosts", info.zookeeper_hosts),
                 ("zookeeper_root", info.zookeeper_root),
                 ("meta_function_level", info.meta_function_level),

@@ -1,0 +1,230 @@
+//! Leader election among meta servers: each joins with an ephemeral sequential node
+//! `<dir>/n-<seq>` holding its address; the lowest sequence leads. The view is re-read on every
+//! change of the directory and once a second.
+//!
+//! A leader that cannot reach ZooKeeper for 80% of the session timeout gives up leading (the view
+//! becomes `Unknown`) even though its session may still be alive: ZooKeeper may already have expired
+//! it and let another meta lead, and that meta waits a grace period before it changes anything.
+
+use super::session::{SessionWatch, ZkSession};
+use crate::leadership::{LeaderView, Leadership};
+use aerie_common::NodeAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// The election node of this meta while it leads. The store checks it in every write, so a meta that
+/// lost its session (and with it the lead) cannot change the cluster map any more.
+#[derive(Clone, Default)]
+pub struct Fence(Arc<Mutex<Option<String>>>);
+
+impl Fence {
+    pub fn node(&self) -> Option<String> {
+        self.0.lock().expect("fence lock").clone()
+    }
+
+    fn set(&self, node: Option<String>) {
+        *self.0.lock().expect("fence lock") = node;
+    }
+}
+
+/// Joins the election under `dir` as `me`; the view follows it for as long as the session keeper
+/// lives. The fence names this meta's election node while it leads.
+pub fn elect(session: &ZkSession, dir: &str, me: NodeAddr) -> (Leadership, Fence) {
+    let (tx, rx) = watch::channel(LeaderView::Unknown("joining the election".into()));
+    let fence = Fence::default();
+    session.spawn(run(
+        session.watch(),
+        dir.to_string(),
+        me,
+        Publisher {
+            tx,
+            fence: fence.clone(),
+        },
+    ));
+    (Leadership::from_receiver(rx), fence)
+}
+
+struct Publisher {
+    tx: watch::Sender<LeaderView>,
+    fence: Fence,
+}
+
+impl Publisher {
+    fn borrow(&self) -> LeaderView {
+        self.tx.borrow().clone()
+    }
+}
+
+/// Publishes `view`; `node` is this meta's election node (the fence while it leads).
+fn publish(publisher: &Publisher, view: LeaderView, node: Option<&str>) {
+    let (tx, fence) = (&publisher.tx, &publisher.fence);
+    // The fence is set before the view says Leader, and cleared before it says anything else.
+    match (&view, node) {
+        (LeaderView::Leader, Some(node)) => fence.set(Some(node.to_string())),
+        _ => fence.set(None),
+    }
+    tx.send_if_modified(|old| {
+        if *old == view {
+            return false;
+        }
+        match &view {
+            LeaderView::Leader => info!("this meta server is now the leader"),
+            LeaderView::Follower(leader) => info!(%leader, "following the leader meta server"),
+            LeaderView::Unknown(why) => warn!(why, "no known leader meta server"),
+        }
+        *old = view;
+        true
+    });
+}
+
+async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
+    let Some(mut sessions) = watch.subscribe() else { return };
+    loop {
+        let current = sessions.borrow_and_update().clone();
+        let Some(current) = current else {
+            publish(&tx, LeaderView::Unknown("no ZooKeeper session".into()), None);
+            if sessions.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let client = current.client;
+        let mine = match join(&client, &dir, me).await {
+            Ok(name) => name,
+            Err(e) => {
+                publish(
+                    &tx,
+                    LeaderView::Unknown(format!("cannot join the election under {dir}: {e}")),
+                    None,
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = sessions.changed() => {}
+                }
+                continue;
+            }
+        };
+        let node = format!("{dir}/{mine}");
+        info!(%node, "joined the meta leader election");
+        // Follow the election until this session ends.
+        loop {
+            let watcher = match observe(&client, &dir, &mine, me).await {
+                Ok((view, watcher)) => {
+                    let view = step_down_if_cut_off(view, &watch);
+                    publish(&tx, view, Some(&node));
+                    Some(watcher)
+                }
+                Err(Observe::Gone) => break,
+                Err(Observe::Failed(e)) => {
+                    let view = step_down_if_cut_off(tx.borrow(), &watch);
+                    if !matches!(view, LeaderView::Unknown(_)) {
+                        warn!(error = %e, "cannot read the election; keeping the last view for now");
+                    }
+                    publish(&tx, view, Some(&node));
+                    None
+                }
+            };
+            let changed = async move {
+                match watcher {
+                    Some(w) => {
+                        w.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(TICK) => {}
+                result = sessions.changed() => {
+                    if result.is_err() { return; }
+                    break;
+                }
+            }
+            if sessions.has_changed().unwrap_or(true) {
+                break;
+            }
+        }
+        // The session ended (or our node vanished): leave nothing behind and join again.
+        publish(&tx, LeaderView::Unknown("rejoining the election".into()), None);
+        let _ = client.delete(&node, None).await;
+    }
+}
+
+fn step_down_if_cut_off(view: LeaderView, watch: &SessionWatch) -> LeaderView {
+    let limit = watch.session_timeout.mul_f64(0.8);
+    match (view, watch.disconnected_for()) {
+        (LeaderView::Leader, Some(cut_off)) if cut_off > limit => LeaderView::Unknown(format!(
+            "ZooKeeper unreachable for {:.1} s (over 80% of the {:.1} s session timeout): leadership given up",
+            cut_off.as_secs_f64(),
+            watch.session_timeout.as_secs_f64()
+        )),
+        (view, _) => view,
+    }
+}
+
+/// Creates `dir` if needed and this meta's election node; returns the node's name.
+async fn join(client: &Client, dir: &str, me: NodeAddr) -> Result<String, ZkError> {
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let mut prefix = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        match bounded(client.create(&prefix, &[], &persistent)).await {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ephemeral = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+    let (_, sequence) = bounded(client.create(&format!("{dir}/n-"), me.to_string().as_bytes(), &ephemeral)).await?;
+    Ok(format!("n-{sequence}"))
+}
+
+enum Observe {
+    /// Our node is gone (the session ended): join again.
+    Gone,
+    Failed(ZkError),
+}
+
+/// Reads who leads and sets a watch on the directory.
+async fn observe(
+    client: &Client,
+    dir: &str,
+    mine: &str,
+    me: NodeAddr,
+) -> Result<(LeaderView, zookeeper_client::OneshotWatcher), Observe> {
+    let (mut children, watcher) = bounded(client.list_and_watch_children(dir))
+        .await
+        .map_err(Observe::Failed)?;
+    if !children.iter().any(|c| c == mine) {
+        return Err(Observe::Gone);
+    }
+    children.sort();
+    let first = children.first().cloned().unwrap_or_default();
+    if first == mine {
+        return Ok((LeaderView::Leader, watcher));
+    }
+    let view = match bounded(client.get_data(&format!("{dir}/{first}"))).await {
+        Ok((data, _)) => match String::from_utf8_lossy(&data).parse::<NodeAddr>() {
+            Ok(leader) if leader == me => LeaderView::Unknown(
+                "an earlier session of this meta server still holds the lead; waiting for it to expire".into(),
+            ),
+            Ok(leader) => LeaderView::Follower(leader),
+            Err(_) => LeaderView::Unknown(format!("election node {dir}/{first} does not hold an address")),
+        },
+        // The leader just left: the watch fires and the next look finds the new one.
+        Err(ZkError::NoNode) => LeaderView::Unknown("the leader just left".into()),
+        Err(e) => return Err(Observe::Failed(e)),
+    };
+    Ok((view, watcher))
+}
+
+async fn bounded<T>(call: impl std::future::Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
+    tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .unwrap_or(Err(ZkError::Timeout))
+}

@@ -1,0 +1,265 @@
+//! One ZooKeeper session at a time, kept alive on a thread of its own.
+//!
+//! The `zookeeper-client` crate drives a session from a task of the runtime that connected it; if
+//! that runtime is ever blocked longer than the session timeout, the session expires. So the session
+//! lives on a dedicated one-thread runtime, and callers on other runtimes only exchange messages
+//! with it. When a session ends (expired, closed), a new one is made; every session gets a new
+//! `epoch`, so that what was tied to an old session (an election node) is known to be gone.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use zookeeper_client::{Client, SessionState};
+
+/// The live session, if any, and its number.
+#[derive(Clone)]
+pub struct Current {
+    pub epoch: u64,
+    pub client: Client,
+}
+
+/// How the connection to ZooKeeper is, for logs and `cluster_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// No session yet, or the last one ended; `error` says why.
+    NoSession {
+        since: Instant,
+        error: String,
+    },
+    Connected,
+    /// The session exists but no server answers; it may still come back.
+    Disconnected {
+        since: Instant,
+    },
+}
+
+struct Shared {
+    hosts: String,
+    session_timeout: Duration,
+    current: watch::Sender<Option<Current>>,
+    connection: Mutex<Connection>,
+}
+
+/// A handle to the session keeper. Clones share it; the keeper stops with the last clone.
+#[derive(Clone)]
+pub struct ZkSession {
+    shared: Arc<Shared>,
+    runtime: Arc<RuntimeGuard>,
+}
+
+/// Owns the session's runtime; shuts it down without blocking (it may be dropped in async code).
+struct RuntimeGuard(Option<tokio::runtime::Runtime>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl ZkSession {
+    /// Starts keeping a session with `hosts` (`host:port,...`). Returns at once; see [`Self::connection`].
+    pub fn start(hosts: &str, session_timeout: Duration) -> std::io::Result<ZkSession> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("zookeeper")
+            .enable_all()
+            .build()?;
+        let (current, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            hosts: hosts.to_string(),
+            session_timeout,
+            current,
+            connection: Mutex::new(Connection::NoSession {
+                since: Instant::now(),
+                error: "connecting".into(),
+            }),
+        });
+        runtime.spawn(keep_session(Arc::downgrade(&shared)));
+        Ok(ZkSession {
+            shared,
+            runtime: Arc::new(RuntimeGuard(Some(runtime))),
+        })
+    }
+
+    pub fn hosts(&self) -> &str {
+        &self.shared.hosts
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        self.shared.session_timeout
+    }
+
+    pub fn current(&self) -> Option<Current> {
+        self.shared.current.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Current>> {
+        self.shared.current.subscribe()
+    }
+
+    pub fn connection(&self) -> Connection {
+        self.shared.connection.lock().expect("connection lock").clone()
+    }
+
+    /// `Ok` while a server answers; otherwise why not, in words.
+    pub fn check(&self) -> Result<(), String> {
+        match self.connection() {
+            Connection::Connected => Ok(()),
+            Connection::Disconnected { since } => Err(format!(
+                "ZooKeeper {} unreachable for {:.1} s (session kept for now)",
+                self.shared.hosts,
+                since.elapsed().as_secs_f64()
+            )),
+            Connection::NoSession { since, error } => Err(format!(
+                "no ZooKeeper session with {} for {:.1} s: {error}",
+                self.shared.hosts,
+                since.elapsed().as_secs_f64()
+            )),
+        }
+    }
+
+    /// How long the connection has been lost (zero while connected).
+    pub fn disconnected_for(&self) -> Duration {
+        match self.connection() {
+            Connection::Connected => Duration::ZERO,
+            Connection::Disconnected { since } | Connection::NoSession { since, .. } => since.elapsed(),
+        }
+    }
+
+    /// Runs `future` on the session's runtime and waits for it from any runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let runtime = self.runtime.0.as_ref()?;
+        runtime.spawn(future).await.ok()
+    }
+
+    /// Spawns a background task on the session's runtime.
+    pub fn spawn(&self, future: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = self.runtime.0.as_ref() {
+            runtime.spawn(future);
+        }
+    }
+}
+
+fn set_connection(shared: &Shared, connection: Connection) {
+    *shared.connection.lock().expect("connection lock") = connection;
+}
+
+/// Makes sessions, one after the other, for as long as a handle exists.
+async fn keep_session(shared: std::sync::Weak<Shared>) {
+    let mut epoch = 0;
+    loop {
+        let Some(strong) = shared.upgrade() else { return };
+        let (hosts, timeout) = (strong.hosts.clone(), strong.session_timeout);
+        drop(strong);
+        let connected = Client::connector()
+            .with_session_timeout(timeout)
+            .with_connection_timeout(timeout.min(Duration::from_secs(3)))
+            .with_fail_eagerly()
+            .connect(&hosts)
+            .await;
+        let client = match connected {
+            Ok(client) => client,
+            Err(e) => {
+                let Some(strong) = shared.upgrade() else { return };
+                let error = format!("cannot connect: {e}");
+                if let Connection::NoSession { since, .. } = strong.connection() {
+                    set_connection(&strong, Connection::NoSession { since, error });
+                }
+                drop(strong);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        epoch += 1;
+        info!(
+            hosts,
+            epoch,
+            session_timeout_ms = client.session_timeout().as_millis() as u64,
+            "ZooKeeper session established"
+        );
+        let mut states = client.state_watcher();
+        {
+            let Some(strong) = shared.upgrade() else { return };
+            set_connection(&strong, Connection::Connected);
+            strong.current.send_replace(Some(Current {
+                epoch,
+                client: client.clone(),
+            }));
+        }
+        let ended = loop {
+            let state = states.changed().await;
+            let Some(strong) = shared.upgrade() else { return };
+            match state {
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                    info!(hosts, "ZooKeeper connection restored");
+                    set_connection(&strong, Connection::Connected);
+                }
+                SessionState::Disconnected => {
+                    warn!(
+                        hosts,
+                        "ZooKeeper connection lost; the session is kept while a server may come back"
+                    );
+                    set_connection(&strong, Connection::Disconnected { since: Instant::now() });
+                }
+                other => break other,
+            }
+        };
+        let Some(strong) = shared.upgrade() else { return };
+        warn!(hosts, epoch, state = ?ended, "ZooKeeper session ended; starting a new one");
+        strong.current.send_replace(None);
+        let since = match strong.connection() {
+            Connection::Disconnected { since } => since,
+            _ => Instant::now(),
+        };
+        set_connection(
+            &strong,
+            Connection::NoSession {
+                since,
+                error: format!("session {ended:?}"),
+            },
+        );
+    }
+}
+
+impl Shared {
+    fn connection(&self) -> Connection {
+        self.connection.lock().expect("connection lock").clone()
+    }
+}
+
+/// What a background task on the session's runtime may hold: it does not keep the session alive.
+#[derive(Clone)]
+pub(crate) struct SessionWatch {
+    shared: std::sync::Weak<Shared>,
+    pub(crate) session_timeout: Duration,
+}
+
+impl SessionWatch {
+    /// `None` once the session keeper is gone.
+    pub(crate) fn subscribe(&self) -> Option<watch::Receiver<Option<Current>>> {
+        Some(self.shared.upgrade()?.current.subscribe())
+    }
+
+    pub(crate) fn disconnected_for(&self) -> Option<Duration> {
+        let shared = self.shared.upgrade()?;
+        Some(match shared.connection() {
+            Connection::Connected => Duration::ZERO,
+            Connection::Disconnected { since } | Connection::NoSession { since, .. } => since.elapsed(),
+        })
+    }
+}
+
+impl ZkSession {
+    pub(crate) fn watch(&self) -> SessionWatch {
+        SessionWatch {
+            shared: Arc::downgrade(&self.shared),
+            session_timeout: self.shared.session_timeout,
+        }
+    }
+}

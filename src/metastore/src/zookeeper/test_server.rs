@@ -1,0 +1,79 @@
+//! A throwaway ZooKeeper server for tests: `scripts/zookeeper.sh` on a free loopback port with a
+//! temporary data dir, stopped when dropped. Panics with the script's output when it cannot start
+//! (the test command installs the `zookeeper` package first).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct TestZookeeper {
+    port: u16,
+    dir: tempfile::TempDir,
+    script: PathBuf,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/zookeeper.sh")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestZookeeper {
+    pub fn start() -> TestZookeeper {
+        let server = TestZookeeper {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            script: script(),
+        };
+        server.run("start");
+        server
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn hosts(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server (SIGTERM); its data stays for `start_again`.
+    pub fn stop(&self) {
+        self.run("stop");
+    }
+
+    pub fn start_again(&self) {
+        self.run("start");
+    }
+
+    fn run(&self, action: &str) {
+        let output = Command::new("bash")
+            .arg(&self.script)
+            .arg(action)
+            .args(["--port", &self.port.to_string(), "--dir"])
+            .arg(self.dir.path())
+            .output()
+            .expect("running scripts/zookeeper.sh");
+        assert!(
+            output.status.success(),
+            "scripts/zookeeper.sh {action} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for TestZookeeper {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .args(["stop", "--port", &self.port.to_string(), "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
