@@ -83,6 +83,7 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
         meta_servers: vec!["127.0.0.1:34601".parse().unwrap()],
         store,
         leadership: aerie_metastore::Leadership::fixed(aerie_metastore::LeaderView::Leader),
+        recover_from_replica_server: false,
         cluster_root: ROOT.into(),
         cluster_name: "test".into(),
         zookeeper_hosts: String::new(),

@@ -14,6 +14,8 @@ pub struct ProcessClusterOptions {
     pub replica_servers: usize,
     /// Meta servers; more than one needs the ZooKeeper store (see [`zookeeper_settings`]).
     pub meta_servers: usize,
+    /// A TOML config file every meta reads (`--config`; `settings` still win over it).
+    pub meta_config: Option<String>,
     /// Extra `section.key=value` settings for every process.
     pub settings: Vec<String>,
 }
@@ -48,6 +50,7 @@ impl Default for ProcessClusterOptions {
         ProcessClusterOptions {
             replica_servers: 3,
             meta_servers: 1,
+            meta_config: None,
             settings: Vec::new(),
         }
     }
@@ -98,6 +101,11 @@ impl ProcessCluster {
             .map(|(i, addr)| {
                 let name = if i == 0 { "meta".to_string() } else { format!("meta{i}") };
                 let mut args = vec!["--role".to_string(), "meta".to_string()];
+                if let Some(config) = &options.meta_config {
+                    let file = dir.path().join(format!("{name}.toml"));
+                    std::fs::write(&file, config).expect("write the meta config");
+                    args.extend(["--config".to_string(), file.display().to_string()]);
+                }
                 args.extend(settings(&common));
                 args.extend(settings(&[
                     format!("meta_server.address={addr}"),
@@ -234,6 +242,12 @@ impl ProcessCluster {
             stdout: String::from_utf8_lossy(&output.stdout).to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).to_string(),
         }
+    }
+
+    /// The config file meta `i` reads (with `meta_config`).
+    pub fn meta_config_path(&self, i: usize) -> PathBuf {
+        let name = if i == 0 { "meta".to_string() } else { format!("meta{i}") };
+        self.dir.path().join(format!("{name}.toml"))
     }
 
     /// Every meta server, as `--meta` takes them.

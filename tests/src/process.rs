@@ -71,6 +71,11 @@ impl AerieProcess {
         self.child = Some(child);
     }
 
+    /// The arguments it runs with (to start the same process from a script).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

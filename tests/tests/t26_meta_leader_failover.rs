@@ -39,6 +39,7 @@ async fn a_new_leader_takes_over_without_moving_a_replica_or_losing_a_write() {
         meta_servers: 3,
         replica_servers: 3,
         settings,
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;

@@ -397,6 +397,12 @@ impl Handler<GetInfo> for Replica {
         MessageResult(ReplicaInfo {
             gpid: self.gpid,
             app_name: self.app.app_name.clone(),
+            app: self.app.clone(),
+            config_primary: self
+                .config
+                .as_ref()
+                .filter(|c| c.ballot == self.ballot)
+                .and_then(|c| c.primary),
             status: self.status,
             ballot: self.ballot,
             last_prepared: self.list.last_prepared(),

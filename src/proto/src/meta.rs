@@ -509,6 +509,33 @@ pub struct DddPartition {
     pub state: String,
 }
 
+/// Rebuild the cluster map from the replica servers' replicas (`recover`); only a meta started with
+/// `recover_from_replica_server = true` over an empty store accepts it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recover {
+    pub nodes: Vec<NodeAddr>,
+    /// Go on without nodes that do not answer (otherwise any such node fails the recovery).
+    pub skip_bad_nodes: bool,
+    /// Recover the tables even if some partitions have no replica left (they come back empty).
+    pub skip_lost_partitions: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverNode {
+    pub node: NodeAddr,
+    /// Replicas it reported, or why it could not be asked.
+    pub result: Result<usize, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverReport {
+    pub nodes: Vec<RecoverNode>,
+    pub tables: Vec<String>,
+    pub partitions: u32,
+    pub lost_partitions: Vec<Gpid>,
+    pub next_app_id: AppId,
+}
+
 crate::rpc! { "meta";
     Beacon => WireResult<BeaconAck>,
     UpdatePartitionConfig => WireResult<PartitionConfig>,
@@ -530,6 +557,7 @@ crate::rpc! { "meta";
     CancelOffline => WireResult<()>,
     QueryOfflineProgress => WireResult<OfflineProgress>,
     RemoveNode => WireResult<()>,
+    Recover => WireResult<RecoverReport>,
 }
 
 #[cfg(test)]

@@ -96,6 +96,11 @@ impl std::fmt::Display for ReplicaStatus {
 pub struct ReplicaInfo {
     pub gpid: Gpid,
     pub app_name: String,
+    /// The table as the replica knows it (what `recover` rebuilds tables from).
+    pub app: AppInfo,
+    /// The primary of the configuration the replica last applied, at its ballot.
+    #[serde(default)]
+    pub config_primary: Option<NodeAddr>,
     pub status: ReplicaStatus,
     pub ballot: Ballot,
     pub last_prepared: Decree,

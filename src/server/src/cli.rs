@@ -47,4 +47,7 @@ pub enum Command {
     Shell(crate::shell::ShellArgs),
     /// YCSB-style load generator.
     Bench(crate::bench::BenchArgs),
+    /// Copy a ZooKeeper subtree (the cluster map) to another ensemble.
+    #[command(name = "zk-copy")]
+    ZkCopy(crate::zk_copy::ZkCopyArgs),
 }

@@ -1,11 +1,13 @@
 //! `aerie`: one binary for every role (`--role meta|replica|collector|all`), the operator shell
-//! (`aerie shell`) and the load generator (`aerie bench`).
+//! (`aerie shell`), the load generator (`aerie bench`) and the ZooKeeper subtree copier
+//! (`aerie zk-copy`).
 
 mod bench;
 mod cli;
 mod logging;
 mod server;
 mod shell;
+mod zk_copy;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Shell(args)) => shell::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::ZkCopy(args)) => zk_copy::run(args),
         None => match cli.server.role {
             Some(role) => server::run(role, cli.server),
             None => {

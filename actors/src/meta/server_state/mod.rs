@@ -15,7 +15,7 @@
 //! The parts: `tables` (create, drop, list), `nodes` (liveness, config sync, listings), `cure` (the
 //! guardian's decisions carried out), `balance` (moves of the balancer, the operator and node
 //! evacuation, carried out), `offline` (emptying and forgetting nodes), `partition_change`
-//! (requests from primaries).
+//! (requests from primaries), `recover` (rebuilding the map from the replica servers).
 
 mod balance;
 mod commands;
@@ -24,6 +24,7 @@ mod nodes;
 mod offline;
 mod operator;
 mod partition_change;
+mod recover;
 mod tables;
 
 use super::balancer::actor::{Balancer, KickBalancer};
@@ -57,6 +58,8 @@ pub struct MetaParams {
     pub store: Arc<dyn MetaStore>,
     /// Whether this meta leads; only the leader loads the state and changes it.
     pub leadership: Leadership,
+    /// Over an empty store, wait for `recover` instead of starting an empty cluster.
+    pub recover_from_replica_server: bool,
     pub cluster_root: String,
     pub cluster_name: String,
     pub zookeeper_hosts: String,
@@ -90,6 +93,10 @@ pub struct ServerState {
     loaded: bool,
     /// A load from the store is under way.
     loading: bool,
+    /// The store was empty and `recover_from_replica_server` is set: waiting for `recover`.
+    awaiting_recover: bool,
+    /// A `recover` is under way.
+    recovering: bool,
     apps: BTreeMap<AppId, AppState>,
     next_app_id: AppId,
     /// Replica servers and whether they are alive (as the failure detector says).
@@ -173,6 +180,8 @@ impl ServerState {
             layout,
             loaded: false,
             loading: false,
+            awaiting_recover: false,
+            recovering: false,
             apps: BTreeMap::new(),
             next_app_id: 1,
             nodes: BTreeMap::new(),
@@ -242,7 +251,8 @@ impl ServerState {
         gate.serve::<GetMetaLevel, _, _>(&mut endpoint, addr.clone());
         gate.serve::<SetMetaLevel, _, _>(&mut endpoint, addr.clone());
         gate.serve::<Propose, _, _>(&mut endpoint, addr.clone());
-        gate.serve::<DddDiagnose, _, _>(&mut endpoint, addr);
+        gate.serve::<DddDiagnose, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<Recover, _, _>(&mut endpoint, addr);
         endpoint
     }
 
@@ -361,6 +371,11 @@ impl ServerState {
     fn check_loaded(&self) -> WireResult<()> {
         if self.loaded {
             Ok(())
+        } else if self.awaiting_recover {
+            Err(err(
+                ErrorCode::ERR_INVALID_STATE,
+                "the meta store is empty and recover_from_replica_server = true: the meta waits for `recover -f NODE_FILE` or `recover -s NODES`",
+            ))
         } else {
             Err(err(
                 ErrorCode::ERR_SERVICE_NOT_ACTIVE,
@@ -534,6 +549,14 @@ impl ServerState {
                 .map(|loaded, act, ctx| {
                     act.loading = false;
                     match loaded {
+                        Ok(loaded) if loaded.apps.is_empty() && act.params.recover_from_replica_server => {
+                            warn!(
+                                store = %act.params.store.describe(),
+                                "the meta store is empty and recover_from_replica_server = true: waiting for `recover`"
+                            );
+                            act.awaiting_recover = true;
+                            act.next_app_id = loaded.next_app_id;
+                        }
                         Ok(loaded) if act.params.leadership.is_leader() => act.install(loaded),
                         Ok(_) => info!("leadership lost while loading; the state is not installed"),
                         Err(e) => {
@@ -624,6 +647,8 @@ impl Supervised for ServerState {
         warn!("meta state actor restarting; it will reload from the store");
         self.loaded = false;
         self.loading = false;
+        self.awaiting_recover = false;
+        self.recovering = false;
         self.params.ready.store(false, Ordering::Release);
         self.adding.clear();
         self.moves.clear();

@@ -172,6 +172,7 @@ pub async fn start_meta(
         meta_servers: meta.server_list(),
         store,
         leadership: leadership.clone(),
+        recover_from_replica_server: meta.recover_from_replica_server,
         cluster_root: meta.cluster_root.clone(),
         cluster_name: meta.cluster_name.clone(),
         zookeeper_hosts: match meta.meta_store {

@@ -190,6 +190,22 @@ pub enum ShellCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Rebuild the cluster map from the replica servers (meta started with
+    /// recover_from_replica_server = true over an empty store).
+    Recover {
+        /// A file listing the replica servers, one host:port per line.
+        #[arg(short = 'f', long = "node_list_file", value_name = "NODE_FILE")]
+        file: Option<PathBuf>,
+        /// The replica servers, comma separated.
+        #[arg(short = 's', long = "node_list_str", value_name = "HOST:PORT,...")]
+        list: Option<String>,
+        /// Go on without replica servers that do not answer.
+        #[arg(long = "skip_bad_nodes")]
+        skip_bad_nodes: bool,
+        /// Recover even if some partitions have no replica left (they come back empty).
+        #[arg(long = "skip_lost_partitions")]
+        skip_lost_partitions: bool,
+    },
     /// Show the meta level as set, and the level in force when the meta froze itself.
     #[command(name = "get_meta_level")]
     GetMetaLevel,
@@ -332,6 +348,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "offline_node",
     "propose",
     "quit",
+    "recover",
     "remote_command",
     "remove_node",
     "scan",

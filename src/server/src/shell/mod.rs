@@ -8,6 +8,7 @@ mod balance;
 mod commands;
 mod data;
 mod escape;
+mod recover;
 mod remote;
 mod report;
 
@@ -90,6 +91,12 @@ impl Shell {
             } => self.offline_node(&nodes, check, cancel, no_wait, Duration::from_secs(timeout_seconds)),
             C::RemoveNode { nodes } => self.remove_node(&nodes),
             C::DddDiagnose { gpid, out } => self.ddd_diagnose(gpid.as_deref(), &out),
+            C::Recover {
+                file,
+                list,
+                skip_bad_nodes,
+                skip_lost_partitions,
+            } => self.recover(file.as_deref(), list.as_deref(), skip_bad_nodes, skip_lost_partitions),
             C::GetMetaLevel => self.get_meta_level(),
             C::SetMetaLevel { level } => self.set_meta_level(&level),
             C::Use { name } => self.use_table(&name),
