@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Recovery benchmarks with release builds of aerie and of the benchmark driver:
 #   scripts/bench_recovery.sh failover [TRIALS]   time until every partition takes writes after a SIGKILL
+#   scripts/bench_recovery.sh meta-failover [TRIALS]  SIGKILL the leader of 3 metas on ZooKeeper:
+#                                                 time to a new leader, longest write pause
 #   scripts/bench_recovery.sh learning [GIB]      learning speed of a ~GIB partition, foreground p99
 #   scripts/bench_recovery.sh scale-out [GIB]     3 -> 5 replica servers: time to balance, bytes copied
 # The processes run on loopback ports with temporary data dirs; results go to standard output.

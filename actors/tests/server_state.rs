@@ -8,9 +8,9 @@ use aerie_actors::meta::level::FreezeRule;
 use aerie_actors::meta::{GetMetaHelpers, MetaParams, ServerState, StoreLayout};
 use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
-use aerie_metastore::{MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
+use aerie_metastore::{LeaderView, Leadership, MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
 use aerie_proto::meta::{
-    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, PartitionChange, QueryConfig,
+    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, PartitionChange, QueryConfig, Recover,
     SetMetaLevel, UpdatePartitionConfig,
 };
 use aerie_rpc::{Inbound, Network, NetworkOptions};
@@ -72,17 +72,26 @@ fn node(i: u16) -> NodeAddr {
 }
 
 async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
+    let loaded = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
+    start_as(store, Leadership::fixed(LeaderView::Leader), Some(loaded)).await
+}
+
+async fn start_as(
+    store: Arc<FlakyStore>,
+    leadership: Leadership,
+    loaded: Option<aerie_actors::meta::LoadedState>,
+) -> (Addr<ServerState>, Network) {
+    let leads = leadership.is_leader();
     let network = Network::new(NetworkOptions::default()).unwrap();
     for i in 0..3 {
         // The replica servers do not exist: configuration pushes fail at once.
         network.faults().block(node(i));
     }
-    let loaded = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
     let params = MetaParams {
         me: "127.0.0.1:34601".parse().unwrap(),
         meta_servers: vec!["127.0.0.1:34601".parse().unwrap()],
         store,
-        leadership: aerie_metastore::Leadership::fixed(aerie_metastore::LeaderView::Leader),
+        leadership,
         recover_from_replica_server: false,
         cluster_root: ROOT.into(),
         cluster_name: "test".into(),
@@ -108,7 +117,10 @@ async fn start(store: Arc<FlakyStore>) -> (Addr<ServerState>, Network) {
         },
         ready: Default::default(),
     };
-    let addr = ServerState::start(params, Some(loaded));
+    let addr = ServerState::start(params, loaded);
+    if !leads {
+        return (addr, network);
+    }
     let detector = addr.send(GetMetaHelpers).await.unwrap().failure_detector;
     for i in 0..3 {
         detector.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
@@ -311,4 +323,44 @@ async fn a_primary_request_is_carried_out_once_and_a_stale_one_is_refused() {
     assert!(err.detail.contains("is at ballot"), "{err}");
     let stored = StoreLayout::new(ROOT).load(store.as_ref()).await.unwrap();
     assert_eq!(stored.apps[&1].partitions[0], changed, "the store holds the change");
+}
+
+async fn not_serving(addr: &Addr<ServerState>) -> bool {
+    let answer = addr.send(Inbound(ListApps { include_dropped: false })).await.unwrap();
+    matches!(answer, Err(e) if e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE)
+}
+
+#[actix_rt::test]
+async fn the_state_is_loaded_only_while_leading_and_dropped_when_the_lead_is_lost() {
+    let store = flaky();
+    let (first, _network) = start(store.clone()).await;
+    first.send(create("t")).await.unwrap().unwrap();
+
+    let (lead, leadership) = Leadership::manual(LeaderView::Unknown("joining".into()));
+    let (standby, _network) = start_as(store.clone(), leadership, None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(not_serving(&standby).await, "a meta that does not lead loads nothing");
+
+    lead.send(LeaderView::Leader).unwrap();
+    assert_eq!(table_names(&standby).await, vec!["t"], "leading: the map is loaded");
+    let refused = standby
+        .send(Inbound(Recover {
+            nodes: vec![node(0)],
+            skip_bad_nodes: false,
+            skip_lost_partitions: false,
+        }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::ERR_INVALID_STATE);
+    assert!(refused.detail.contains("recover_from_replica_server"), "{refused}");
+
+    lead.send(LeaderView::Follower(node(9))).unwrap();
+    for _ in 0..100 {
+        if not_serving(&standby).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the meta kept serving after it lost the lead");
 }

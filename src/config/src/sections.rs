@@ -231,7 +231,7 @@ impl Default for ZookeeperConfig {
     fn default() -> Self {
         ZookeeperConfig {
             hosts_list: "127.0.0.1:2181".into(),
-            timeout_ms: 10_000,
+            timeout_ms: 5_000,
         }
     }
 }
@@ -374,6 +374,18 @@ impl AerieConfig {
         if repl.prepare_timeout_ms == 0 {
             return Err(invalid("replication.prepare_timeout_ms", "must be at least 1"));
         }
+        if meta.meta_store == MetaStoreKind::Zookeeper {
+            let zk = &self.zookeeper;
+            if zk.hosts_list.split(',').all(|h| h.trim().is_empty()) {
+                return Err(invalid("zookeeper.hosts_list", "name at least one host:port"));
+            }
+            if !(1_000..=120_000).contains(&zk.timeout_ms) {
+                return Err(invalid(
+                    "zookeeper.timeout_ms",
+                    format!("{} ms is outside 1000..=120000", zk.timeout_ms),
+                ));
+            }
+        }
 
         self.collector
             .address
@@ -395,6 +407,18 @@ impl AerieConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zookeeper_meta_needs_hosts_and_a_sane_session_timeout() {
+        let mut config = AerieConfig::default();
+        config.meta_server.meta_store = MetaStoreKind::Zookeeper;
+        assert!(config.validate().is_ok());
+        config.zookeeper.timeout_ms = 10;
+        assert!(config.validate().unwrap_err().to_string().contains("zookeeper.timeout_ms"));
+        config.zookeeper.timeout_ms = 5_000;
+        config.zookeeper.hosts_list = " ".into();
+        assert!(config.validate().unwrap_err().to_string().contains("zookeeper.hosts_list"));
+    }
 
     #[test]
     fn defaults_are_valid() {

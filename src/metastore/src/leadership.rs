@@ -33,6 +33,12 @@ impl Leadership {
         }
     }
 
+    /// A view set by hand through the returned sender (for tests of what follows the leadership).
+    pub fn manual(initial: LeaderView) -> (watch::Sender<LeaderView>, Leadership) {
+        let (tx, rx) = watch::channel(initial);
+        (tx, Leadership { rx, _fixed: None })
+    }
+
     pub(crate) fn from_receiver(rx: watch::Receiver<LeaderView>) -> Self {
         Leadership { rx, _fixed: None }
     }

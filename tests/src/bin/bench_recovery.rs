@@ -2,6 +2,9 @@
 //!
 //! - `failover`: SIGKILL the replica server leading the most partitions, default settings; how long
 //!   until every partition accepts writes again (each partition probed continuously).
+//! - `meta-failover`: three metas on ZooKeeper (default session timeout), SIGKILL the leader while
+//!   every partition is written continuously; how long until another meta leads, and the longest
+//!   pause between successful writes of any partition.
 //! - `learning`: a ~1 GB partition loses a secondary; how fast the new one learns (MB/s), and the
 //!   p99 of `aerie bench` workload A on another table, run as its own process, before and during
 //!   the copy.
@@ -125,6 +128,74 @@ async fn failover(trials: usize) {
     }
     let mean = worst.iter().map(Duration::as_secs_f64).sum::<f64>() / worst.len() as f64;
     println!("failover: mean {mean:.2} s over {trials} trials (every partition writable again)");
+}
+
+async fn meta_failover(trials: usize) {
+    let zk = aerie_tests::TestZookeeper::start();
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions {
+        meta_servers: 3,
+        settings: vec![
+            "meta_server.meta_store=zookeeper".into(),
+            format!("zookeeper.hosts_list={}", zk.hosts()),
+        ],
+        ..Default::default()
+    });
+    let admin = cluster.client(Duration::from_secs(30));
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    admin.create_table("failover", PARTITIONS, 3).await.unwrap();
+    wait_fully_healthy(&admin, "failover", Duration::from_secs(60)).await;
+    println!("meta-failover: 3 metas on ZooKeeper, 3 replica servers, default settings (zookeeper.timeout_ms = 5000, fd_lease_seconds = 8), table of {PARTITIONS} partitions written continuously");
+    for trial in 1..=trials {
+        let client = cluster.client(Duration::from_millis(500));
+        let table = client.table("failover").await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probes: Vec<_> = (0..PARTITIONS)
+            .map(|p| tokio::spawn(probe(table.clone(), p, stop.clone(), log.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let leader = admin.cluster_info().await.unwrap().primary_meta_server;
+        let index = cluster.meta_addrs.iter().position(|a| *a == leader).unwrap();
+        let killed_at = Instant::now();
+        cluster.metas[index].kill();
+        let new_leader = wait_until("another meta to lead", Duration::from_secs(60), || async {
+            match admin.cluster_info().await {
+                Ok(info) if info.primary_meta_server != leader => Ok(info.primary_meta_server),
+                Ok(_) => Err("the dead leader is still named".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        let took = killed_at.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, Ordering::Relaxed);
+        for p in probes {
+            let _ = p.await;
+        }
+        let log = log.lock().unwrap();
+        let failed = log.iter().filter(|(_, started, _, ok)| *started >= killed_at && !ok).count();
+        let writes = log.iter().filter(|(_, started, _, ok)| *started >= killed_at && *ok).count();
+        let longest_pause = (0..PARTITIONS)
+            .filter_map(|pidx| {
+                let mut done: Vec<Instant> = log
+                    .iter()
+                    .filter(|(p, _, _, ok)| *p == pidx && *ok)
+                    .map(|(_, _, finished, _)| *finished)
+                    .collect();
+                done.sort();
+                done.windows(2).map(|w| w[1] - w[0]).max()
+            })
+            .max()
+            .unwrap_or_default();
+        println!(
+            "  trial {trial}: killed leader {leader}; {new_leader} led {:.2} s later; {writes} writes succeeded and {failed} failed after the kill; longest pause between successful writes of a partition {:.0} ms",
+            took.as_secs_f64(),
+            longest_pause.as_secs_f64() * 1000.0
+        );
+        drop(log);
+        cluster.metas[index].restart();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn incompressible(i: u64, len: usize) -> Vec<u8> {
@@ -392,10 +463,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("failover") => failover(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)).await,
+        Some("meta-failover") => meta_failover(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)).await,
         Some("learning") => learning(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
         Some("scale-out") => scale_out(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(2.0)).await,
         _ => {
-            eprintln!("usage: bench-recovery failover [TRIALS] | learning [GIB] | scale-out [GIB]");
+            eprintln!("usage: bench-recovery failover [TRIALS] | meta-failover [TRIALS] | learning [GIB] | scale-out [GIB]");
             std::process::exit(2);
         }
     }

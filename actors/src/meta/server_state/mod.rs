@@ -157,8 +157,9 @@ impl ServerState {
         });
         let watcher = addr.clone();
         actix::spawn(async move {
+            // `send` waits for mailbox room: a change of leadership must never be dropped.
             while let Some(view) = leadership.changed().await {
-                if watcher.try_send(LeadershipChanged(view)).is_err() && !watcher.connected() {
+                if watcher.send(LeadershipChanged(view)).await.is_err() {
                     return;
                 }
             }

@@ -157,6 +157,14 @@ pub async fn start_meta(
         MetaStoreKind::Zookeeper => {
             let zk = &config.zookeeper;
             let timeout = Duration::from_millis(zk.timeout_ms);
+            let lease_ms = config.replication.fd_lease_seconds * 1000;
+            if zk.timeout_ms + 2000 > lease_ms {
+                tracing::warn!(
+                    zookeeper_timeout_ms = zk.timeout_ms,
+                    fd_lease_ms = lease_ms,
+                    "a leader failover takes about zookeeper.timeout_ms; with so short a lease, replica servers stop serving until a new leader answers"
+                );
+            }
             let session = ZkSession::start(&zk.hosts_list, timeout).context("starting the ZooKeeper session thread")?;
             let (leadership, fence) = election::elect(&session, &election_dir(&meta.cluster_root), me);
             let op_timeout = timeout.clamp(Duration::from_secs(2), Duration::from_secs(10));
