@@ -414,10 +414,18 @@ mod tests {
         config.meta_server.meta_store = MetaStoreKind::Zookeeper;
         assert!(config.validate().is_ok());
         config.zookeeper.timeout_ms = 10;
-        assert!(config.validate().unwrap_err().to_string().contains("zookeeper.timeout_ms"));
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("zookeeper.timeout_ms"));
         config.zookeeper.timeout_ms = 5_000;
         config.zookeeper.hosts_list = " ".into();
-        assert!(config.validate().unwrap_err().to_string().contains("zookeeper.hosts_list"));
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("zookeeper.hosts_list"));
     }
 
     #[test]

@@ -172,9 +172,15 @@ async fn meta_failover(trials: usize) {
         for p in probes {
             let _ = p.await;
         }
-        let log = log.lock().unwrap();
-        let failed = log.iter().filter(|(_, started, _, ok)| *started >= killed_at && !ok).count();
-        let writes = log.iter().filter(|(_, started, _, ok)| *started >= killed_at && *ok).count();
+        let log = std::mem::take(&mut *log.lock().unwrap());
+        let failed = log
+            .iter()
+            .filter(|(_, started, _, ok)| *started >= killed_at && !ok)
+            .count();
+        let writes = log
+            .iter()
+            .filter(|(_, started, _, ok)| *started >= killed_at && *ok)
+            .count();
         let longest_pause = (0..PARTITIONS)
             .filter_map(|pidx| {
                 let mut done: Vec<Instant> = log
@@ -192,7 +198,6 @@ async fn meta_failover(trials: usize) {
             took.as_secs_f64(),
             longest_pause.as_secs_f64() * 1000.0
         );
-        drop(log);
         cluster.metas[index].restart();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -467,7 +472,9 @@ async fn main() {
         Some("learning") => learning(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
         Some("scale-out") => scale_out(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(2.0)).await,
         _ => {
-            eprintln!("usage: bench-recovery failover [TRIALS] | meta-failover [TRIALS] | learning [GIB] | scale-out [GIB]");
+            eprintln!(
+                "usage: bench-recovery failover [TRIALS] | meta-failover [TRIALS] | learning [GIB] | scale-out [GIB]"
+            );
             std::process::exit(2);
         }
     }
