@@ -46,13 +46,8 @@ done
 [[ "$method" == recover || "$method" == copy ]] || { echo "--method must be recover or copy" >&2; usage; }
 [[ -n "$metas" && -n "$configs" && -n "$to_zk" && -n "$stop_template" && -n "$start_template" ]] || usage
 
-if [[ -n "${AERIE_BIN:-}" ]]; then
-    aerie=("$AERIE_BIN")
-elif command -v aerie >/dev/null 2>&1; then
-    aerie=(aerie)
-else
-    aerie=("$(dirname "$0")/aerie")
-fi
+source "$(dirname "$0")/lib/env.sh"
+find_aerie
 IFS=',' read -r -a meta_list <<<"$metas"
 IFS=',' read -r -a config_list <<<"$configs"
 if ((${#meta_list[@]} != ${#config_list[@]})); then

@@ -39,13 +39,8 @@ while (($#)); do
 done
 [[ -n "$metas" && -n "$nodes" ]] || usage
 
-if [[ -n "${AERIE_BIN:-}" ]]; then
-    aerie=("$AERIE_BIN")
-elif command -v aerie >/dev/null 2>&1; then
-    aerie=(aerie)
-else
-    aerie=("$(dirname "$0")/aerie")
-fi
+source "$(dirname "$0")/lib/env.sh"
+find_aerie
 shell() { "${aerie[@]}" shell --meta "$metas" -e "$*"; }
 
 IFS=',' read -r -a node_list <<<"$nodes"

@@ -25,3 +25,15 @@ ensure_build_packages() {
         $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
     }
 }
+
+# The aerie binary for the operator scripts: $AERIE_BIN, else `aerie` on PATH, else the one built
+# from this checkout (scripts/aerie). Sets the array `aerie`.
+find_aerie() {
+    if [[ -n "${AERIE_BIN:-}" ]]; then
+        aerie=("$AERIE_BIN")
+    elif command -v aerie >/dev/null 2>&1; then
+        aerie=(aerie)
+    else
+        aerie=("$(dirname "${BASH_SOURCE[0]}")/../aerie")
+    fi
+}

@@ -107,15 +107,7 @@ fn partition_config(gpid: Gpid, max_replica_count: u32, holders: &[(NodeAddr, &R
         )
     });
     let Some((primary, best)) = best else {
-        return PartitionConfig {
-            gpid,
-            ballot: 0,
-            primary: None,
-            secondaries: Vec::new(),
-            max_replica_count,
-            last_drops: Vec::new(),
-            last_committed_decree: 0,
-        };
+        return PartitionConfig::empty(gpid, max_replica_count);
     };
     let mut secondaries = Vec::new();
     let mut last_drops = Vec::new();

@@ -48,6 +48,16 @@ async fn probe(table: Table, pidx: u32, stop: Arc<AtomicBool>, log: ProbeLog) {
     }
 }
 
+/// One probe per partition; returns the stop flag, the shared log and the probes' tasks.
+fn start_probes(table: &Table) -> (Arc<AtomicBool>, ProbeLog, Vec<tokio::task::JoinHandle<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: ProbeLog = Arc::new(Mutex::new(Vec::new()));
+    let probes = (0..PARTITIONS)
+        .map(|p| tokio::spawn(probe(table.clone(), p, stop.clone(), log.clone())))
+        .collect();
+    (stop, log, probes)
+}
+
 async fn failover(trials: usize) {
     let mut cluster = ProcessCluster::start(ProcessClusterOptions::default());
     let admin = cluster.client(Duration::from_secs(30));
@@ -58,11 +68,7 @@ async fn failover(trials: usize) {
     for trial in 1..=trials {
         let client = cluster.client(Duration::from_millis(500));
         let table = client.table("failover").await.unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let probes: Vec<_> = (0..PARTITIONS)
-            .map(|p| tokio::spawn(probe(table.clone(), p, stop.clone(), log.clone())))
-            .collect();
+        let (stop, log, probes) = start_probes(&table);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let app = admin.query_config("failover").await.unwrap();
         let victim: NodeAddr = *cluster
@@ -148,11 +154,7 @@ async fn meta_failover(trials: usize) {
     for trial in 1..=trials {
         let client = cluster.client(Duration::from_millis(500));
         let table = client.table("failover").await.unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let probes: Vec<_> = (0..PARTITIONS)
-            .map(|p| tokio::spawn(probe(table.clone(), p, stop.clone(), log.clone())))
-            .collect();
+        let (stop, log, probes) = start_probes(&table);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let leader = admin.cluster_info().await.unwrap().primary_meta_server;
         let index = cluster.meta_addrs.iter().position(|a| *a == leader).unwrap();
