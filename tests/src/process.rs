@@ -1,7 +1,6 @@
 //! One `aerie` process: started with arguments, logging to a file, killable and restartable.
 
 use std::fs::OpenOptions;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -26,12 +25,10 @@ pub fn aerie_bin() -> PathBuf {
     bin
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, outside the ephemeral range (see
+/// `aerie_common::ports`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    aerie_common::ports::free_loopback_port()
 }
 
 pub struct AerieProcess {

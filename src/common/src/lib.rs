@@ -1,7 +1,7 @@
 //! Foundation types shared by every Aerie crate: identifiers (`Gpid`, `Ballot`, `Decree`, `NodeAddr`),
 //! the wire error codes operators know from Pegasus (`ERR_OK`, `ERR_INVALID_VERSION`, ...), the clock
 //! seam (monotonic time for leases and timeouts, wall time only for display and TTL), and the key hash
-//! that maps a hash key to a partition.
+//! that maps a hash key to a partition, and loopback ports for tests that start servers.
 //!
 //! This crate has no internal dependencies; everything else builds on it.
 
@@ -10,6 +10,7 @@ pub mod error;
 pub mod hash;
 pub mod ids;
 pub mod level;
+pub mod ports;
 pub mod time_fmt;
 
 pub use clock::{Clock, ManualClock, SystemClock};

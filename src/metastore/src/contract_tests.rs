@@ -186,6 +186,29 @@ mod zookeeper {
         );
     }
 
+    #[tokio::test]
+    async fn a_write_left_unanswered_is_ambiguous_not_failed() {
+        let zk = TestZookeeper::start();
+        let session = ZkSession::start(&zk.hosts(), Duration::from_secs(10)).unwrap();
+        let store = ZookeeperStore::new(session, Duration::from_secs(1));
+        wait_for("a ZooKeeper session", Duration::from_secs(20), || store.health().ok()).await;
+        store.ensure_path("/aerie/test").await.unwrap();
+        zk.pause();
+        let unanswered = store.create("/aerie/test/x", b"x".to_vec()).await;
+        zk.resume();
+        assert!(
+            matches!(unanswered, Err(crate::MetaStoreError::Ambiguous(_))),
+            "{unanswered:?}"
+        );
+        // Whether the server took the write is unknown: the store must be read back, not guessed.
+        wait_for("the store to answer again", Duration::from_secs(20), || {
+            store.health().ok()
+        })
+        .await;
+        let after = store.get("/aerie/test/x").await.unwrap();
+        assert!(after.is_none() || after == Some((b"x".to_vec(), 0)), "{after:?}");
+    }
+
     fn addr(port: u16) -> NodeAddr {
         format!("127.0.0.1:{port}").parse().unwrap()
     }
@@ -257,6 +280,33 @@ mod zookeeper {
         let follower = rest[1 - second].current();
         assert!(matches!(follower, LeaderView::Follower(_)), "{follower:?}");
         eprintln!("new leader after {took:?} (session timeout {timeout:?})");
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_closes_its_session_is_replaced_before_any_session_could_expire() {
+        let zk = TestZookeeper::start();
+        // Far longer than the waits below: only a closed session explains a new leader in time.
+        let timeout = Duration::from_secs(60);
+        let (first, second) = (
+            ZkSession::start(&zk.hosts(), timeout).unwrap(),
+            ZkSession::start(&zk.hosts(), timeout).unwrap(),
+        );
+        let a = elect(&first, "/aerie/test/meta_leader", addr(34601)).0;
+        wait_for("the first to lead", Duration::from_secs(20), || {
+            a.is_leader().then_some(())
+        })
+        .await;
+        let b = elect(&second, "/aerie/test/meta_leader", addr(34602)).0;
+        wait_for("the second to follow", Duration::from_secs(20), || {
+            (b.current() == LeaderView::Follower(addr(34601))).then_some(())
+        })
+        .await;
+        first.close(Duration::from_secs(3)).await;
+        assert!(!a.is_leader());
+        wait_for("the second to lead", Duration::from_secs(10), || {
+            b.is_leader().then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    aerie_common::ports::free_loopback_port()
 }
 
 /// A base port whose next `n` ports are free right now.

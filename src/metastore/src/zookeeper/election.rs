@@ -93,7 +93,9 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
             }
             continue;
         };
-        let client = current.client;
+        // Held for the whole session: a clean close waits until the election lets go of it.
+        let client = current.client.clone();
+        let _held = current;
         let mine = match join(&client, &dir, me).await {
             Ok(name) => name,
             Err(e) => {
@@ -151,7 +153,7 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
         }
         // The session ended (or our node vanished): leave nothing behind and join again.
         publish(&tx, LeaderView::Unknown("rejoining the election".into()), None);
-        let _ = client.delete(&node, None).await;
+        let _ = bounded(client.delete(&node, None)).await;
     }
 }
 

@@ -12,11 +12,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use zookeeper_client::{Client, SessionState};
 
-/// The live session, if any, and its number.
+/// The live session, if any, and its number. Whoever keeps a `Current` beyond one call keeps the
+/// whole value (not just the client), so that a clean close can wait until it is let go.
 #[derive(Clone)]
 pub struct Current {
     pub epoch: u64,
     pub client: Client,
+    _held: Arc<()>,
 }
 
 /// How the connection to ZooKeeper is, for logs and `cluster_info`.
@@ -39,6 +41,8 @@ struct Shared {
     session_timeout: Duration,
     current: watch::Sender<Option<Current>>,
     connection: Mutex<Connection>,
+    /// Set by [`ZkSession::close`]: end the session and make no new one.
+    closing: watch::Sender<bool>,
 }
 
 /// A handle to the session keeper. Clones share it; the keeper stops with the last clone.
@@ -68,10 +72,12 @@ impl ZkSession {
             .enable_all()
             .build()?;
         let (current, _) = watch::channel(None);
+        let (closing, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             hosts: hosts.to_string(),
             session_timeout,
             current,
+            closing,
             connection: Mutex::new(Connection::NoSession {
                 since: Instant::now(),
                 error: "connecting".into(),
@@ -138,6 +144,19 @@ impl ZkSession {
         runtime.spawn(future).await.ok()
     }
 
+    /// Ends the session on purpose (a clean shutdown): the election leaves at once instead of
+    /// waiting for ZooKeeper to expire the session, and ZooKeeper is told the session is closed.
+    /// Waits at most `timeout` for that to be sent.
+    pub async fn close(&self, timeout: Duration) {
+        self.shared.closing.send_replace(true);
+        let mut current = self.shared.current.subscribe();
+        let _ = tokio::time::timeout(timeout, current.wait_for(Option::is_none)).await;
+        // The election deletes its node and drops its client; the last client dropped sends
+        // CloseSession. Give the session's runtime a moment to flush it.
+        let mut closing = self.shared.closing.subscribe();
+        let _ = tokio::time::timeout(timeout, closing.wait_for(|c| !*c)).await;
+    }
+
     /// Spawns a background task on the session's runtime.
     pub fn spawn(&self, future: impl std::future::Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = self.runtime.0.as_ref() {
@@ -153,8 +172,14 @@ fn set_connection(shared: &Shared, connection: Connection) {
 /// Makes sessions, one after the other, for as long as a handle exists.
 async fn keep_session(shared: std::sync::Weak<Shared>) {
     let mut epoch = 0;
+    let Some(mut closing) = shared.upgrade().map(|s| s.closing.subscribe()) else {
+        return;
+    };
     loop {
         let Some(strong) = shared.upgrade() else { return };
+        if *strong.closing.borrow() {
+            return;
+        }
         let (hosts, timeout) = (strong.hosts.clone(), strong.session_timeout);
         drop(strong);
         let connected = Client::connector()
@@ -184,16 +209,25 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
             "ZooKeeper session established"
         );
         let mut states = client.state_watcher();
+        let held = Arc::new(());
         {
             let Some(strong) = shared.upgrade() else { return };
             set_connection(&strong, Connection::Connected);
             strong.current.send_replace(Some(Current {
                 epoch,
                 client: client.clone(),
+                _held: held.clone(),
             }));
         }
         let ended = loop {
-            let state = states.changed().await;
+            let state = tokio::select! {
+                state = states.changed() => Some(state),
+                closed = closing.wait_for(|c| *c) => closed.is_err().then_some(SessionState::Closed),
+            };
+            let Some(state) = state else {
+                close_session(&shared, client, held).await;
+                return;
+            };
             let Some(strong) = shared.upgrade() else { return };
             match state {
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
@@ -224,6 +258,32 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
                 error: format!("session {ended:?}"),
             },
         );
+    }
+}
+
+/// Withdraws the session from its users, waits until they dropped their clients (the last one
+/// sends CloseSession), and says it is done by clearing `closing`.
+async fn close_session(shared: &std::sync::Weak<Shared>, client: Client, held: Arc<()>) {
+    let Some(strong) = shared.upgrade() else { return };
+    info!(hosts = %strong.hosts, "closing the ZooKeeper session");
+    strong.current.send_replace(None);
+    set_connection(
+        &strong,
+        Connection::NoSession {
+            since: Instant::now(),
+            error: "closed".into(),
+        },
+    );
+    drop(strong);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // Users hold clones of `Current`; the count falls to ours alone once they let go.
+    while Arc::strong_count(&held) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Some(strong) = shared.upgrade() {
+        strong.closing.send_replace(false);
     }
 }
 

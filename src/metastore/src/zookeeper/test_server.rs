@@ -16,10 +16,7 @@ fn script() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    aerie_common::ports::free_loopback_port()
 }
 
 impl TestZookeeper {
@@ -49,6 +46,26 @@ impl TestZookeeper {
 
     pub fn start_again(&self) {
         self.run("start");
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("zookeeper.pid")).expect("zookeeper.pid");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.trim())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {pid}");
     }
 
     fn run(&self, action: &str) {

@@ -82,6 +82,9 @@ async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) ->
     wait_for_stop_signal().await?;
     info!("stopping: closing replicas, syncing logs, flushing memtables");
     futures::future::join_all(replicas.iter().map(|r| r.shutdown(SHUTDOWN_TIMEOUT))).await;
+    if let Some(meta) = &meta {
+        meta.shutdown().await;
+    }
     drop(replicas);
     drop(collector);
     drop(meta);
