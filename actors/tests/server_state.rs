@@ -10,8 +10,8 @@ use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
 use aerie_metastore::{LeaderView, Leadership, MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
 use aerie_proto::meta::{
-    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, PartitionChange, QueryConfig, Recover,
-    SetMetaLevel, UpdatePartitionConfig,
+    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, OfflineNodes, PartitionChange,
+    QueryConfig, QueryOfflineProgress, Recover, SetMetaLevel, UpdatePartitionConfig,
 };
 use aerie_rpc::{Inbound, Network, NetworkOptions};
 use async_trait::async_trait;
@@ -363,4 +363,27 @@ async fn the_state_is_loaded_only_while_leading_and_dropped_when_the_lead_is_los
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the meta kept serving after it lost the lead");
+}
+
+#[actix_rt::test]
+async fn a_new_leader_goes_on_emptying_the_nodes_being_taken_out() {
+    let store = flaky();
+    let (first, _network) = start(store.clone()).await;
+    let check = first
+        .send(Inbound(OfflineNodes {
+            nodes: vec![node(2)],
+            check_only: false,
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(check.started, "{check:?}");
+
+    let (lead, leadership) = Leadership::manual(LeaderView::Unknown("joining".into()));
+    let (next, _network) = start_as(store.clone(), leadership, None).await;
+    lead.send(LeaderView::Leader).unwrap();
+    table_names(&next).await;
+    let progress = next.send(Inbound(QueryOfflineProgress {})).await.unwrap().unwrap();
+    let leaving: Vec<NodeAddr> = progress.nodes.iter().map(|n| n.node).collect();
+    assert_eq!(leaving, vec![node(2)], "the leaving set came from the store");
 }

@@ -28,7 +28,10 @@ async fn recover_rebuilds_the_map_from_the_replica_servers() {
         wait_fully_healthy(&admin, name, Duration::from_secs(60)).await;
         let table = admin.table(name).await.unwrap();
         for i in 0..RECORDS {
-            table.set(format!("k{i}").as_bytes(), b"", name.as_bytes(), 0).await.unwrap();
+            table
+                .set(format!("k{i}").as_bytes(), b"", name.as_bytes(), 0)
+                .await
+                .unwrap();
         }
     }
     let before = admin.query_config("b").await.unwrap();
@@ -36,12 +39,16 @@ async fn recover_rebuilds_the_map_from_the_replica_servers() {
     // The meta and its ZooKeeper data are gone; the replica servers' leases run out.
     cluster.metas[0].kill();
     for node in cluster.replica_addrs.clone() {
-        wait_until("the replica server to lose its lease", Duration::from_secs(30), || async move {
-            match http_get(node, "/health") {
-                (200, body) => Err(body),
-                _ => Ok(()),
-            }
-        })
+        wait_until(
+            "the replica server to lose its lease",
+            Duration::from_secs(30),
+            || async move {
+                match http_get(node, "/health") {
+                    (200, body) => Err(body),
+                    _ => Ok(()),
+                }
+            },
+        )
         .await;
     }
     let mut args = cluster.metas[0].args().to_vec();
@@ -71,23 +78,48 @@ async fn recover_rebuilds_the_map_from_the_replica_servers() {
     assert!(!refused.success);
     let report = format!("{}{}", refused.stdout, refused.stderr);
     assert!(report.contains("Recover result: ERR_NETWORK_FAILURE"), "{report}");
-    assert!(report.contains(&dead) && report.contains("--skip_bad_nodes"), "{report}");
+    assert!(
+        report.contains(&dead) && report.contains("--skip_bad_nodes"),
+        "{report}"
+    );
 
     let node_file = cluster.data_dir().join("recover_node_list");
     std::fs::write(&node_file, format!("# replica servers\n{}\n{dead}\n", nodes.join("\n"))).unwrap();
     let recovered = cluster.shell_exec(&format!("recover -f {} --skip_bad_nodes", node_file.display()));
     assert!(recovered.success, "{}{}", recovered.stdout, recovered.stderr);
-    assert!(recovered.stdout.contains("recovered 2 tables (a, b) with 12 partitions"), "{}", recovered.stdout);
-    assert!(recovered.stdout.contains(&format!("{dead}: skipped")), "{}", recovered.stdout);
-    assert!(recovered.stdout.trim_end().ends_with("Recover result: ERR_OK"), "{}", recovered.stdout);
+    assert!(
+        recovered
+            .stdout
+            .contains("recovered 2 tables (a, b) with 12 partitions"),
+        "{}",
+        recovered.stdout
+    );
+    assert!(
+        recovered.stdout.contains(&format!("{dead}: skipped")),
+        "{}",
+        recovered.stdout
+    );
+    assert!(
+        recovered.stdout.trim_end().ends_with("Recover result: ERR_OK"),
+        "{}",
+        recovered.stdout
+    );
 
     let again = cluster.shell_exec(&format!("recover -s {}", nodes.join(",")));
     assert!(!again.success);
-    assert!(again.stderr.contains("already holds the cluster map"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already holds the cluster map"),
+        "{}",
+        again.stderr
+    );
 
     let after = wait_fully_healthy(&admin, "b", Duration::from_secs(60)).await;
     for (was, now) in before.partitions.iter().zip(&after.partitions) {
-        assert_eq!(now.primary, was.primary, "{}: the last primary keeps its role", was.gpid);
+        assert_eq!(
+            now.primary, was.primary,
+            "{}: the last primary keeps its role",
+            was.gpid
+        );
         assert!(now.ballot > was.ballot, "{}: a new configuration", was.gpid);
     }
     wait_fully_healthy(&admin, "a", Duration::from_secs(60)).await;

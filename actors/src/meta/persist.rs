@@ -4,12 +4,13 @@
 //!  <cluster_root>                    {"next_app_id": 3}
 //!  <cluster_root>/apps/<app_id>      AppInfo as JSON
 //!  <cluster_root>/apps/<app_id>/<i>  PartitionConfig of partition i as JSON
+//!  <cluster_root>/offline            {"leaving": ["host:port", ...]}: nodes `offline_node` empties
 //! ```
 //!
 //! Creating a table is one transaction (root, table and every partition); every later change of a
 //! partition is one write of its node.
 
-use aerie_common::{AppId, Gpid};
+use aerie_common::{AppId, Gpid, NodeAddr};
 use aerie_metastore::{MetaStore, MetaStoreError, StoreOp};
 use aerie_proto::meta::{AppInfo, AppState, PartitionConfig};
 use serde::{Deserialize, Serialize};
@@ -25,11 +26,18 @@ struct RootData {
     next_app_id: AppId,
 }
 
-/// What the meta loads at start-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OfflineData {
+    leaving: Vec<NodeAddr>,
+}
+
+/// What the meta loads when it starts leading.
 #[derive(Debug, Clone, Default)]
 pub struct LoadedState {
     pub apps: BTreeMap<AppId, AppState>,
     pub next_app_id: AppId,
+    /// Nodes being taken out of service (`offline_node`), so that a new leader goes on emptying them.
+    pub leaving: std::collections::BTreeSet<NodeAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +66,21 @@ impl StoreLayout {
 
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    fn offline(&self) -> String {
+        format!("{}/offline", self.root)
+    }
+
+    /// Records the nodes being taken out of service (the node exists once the state was loaded).
+    pub fn set_leaving_op(&self, leaving: &std::collections::BTreeSet<NodeAddr>) -> StoreOp {
+        StoreOp::Set {
+            path: self.offline(),
+            data: to_json(&OfflineData {
+                leaving: leaving.iter().copied().collect(),
+            }),
+            expected: None,
+        }
     }
 
     fn apps(&self) -> String {
@@ -115,9 +138,15 @@ impl StoreLayout {
             Some((bytes, _)) if !bytes.is_empty() => from_json::<RootData>(&self.root, &bytes)?,
             _ => RootData { next_app_id: 1 },
         };
+        store.ensure_path(&self.offline()).await?;
+        let leaving = match store.get(&self.offline()).await? {
+            Some((bytes, _)) if !bytes.is_empty() => from_json::<OfflineData>(&self.offline(), &bytes)?.leaving,
+            _ => Vec::new(),
+        };
         let mut state = LoadedState {
             apps: BTreeMap::new(),
             next_app_id: root_data.next_app_id.max(1),
+            leaving: leaving.into_iter().collect(),
         };
         for child in store.children(&self.apps()).await? {
             let app_path = format!("{}/{child}", self.apps());
@@ -180,7 +209,11 @@ mod tests {
             .await
             .unwrap();
 
+        let leaving = [NodeAddr("127.0.0.1:34801".parse().unwrap())].into_iter().collect();
+        store.transaction(vec![layout.set_leaving_op(&leaving)]).await.unwrap();
+
         let loaded = layout.load(&store).await.unwrap();
+        assert_eq!(loaded.leaving, leaving);
         assert_eq!(loaded.next_app_id, 2);
         assert_eq!(loaded.apps[&1].info, app);
         assert_eq!(loaded.apps[&1].partitions[1].ballot, 7);

@@ -260,6 +260,9 @@ impl ServerState {
     fn install(&mut self, loaded: LoadedState) {
         self.apps = loaded.apps;
         self.next_app_id = loaded.next_app_id;
+        // A drain under way goes on: the nodes stay leaving and black-listed.
+        self.knobs.black_list.extend(loaded.leaving.iter().copied());
+        self.leaving = loaded.leaving;
         // Nodes the map names are alive until the failure detector says otherwise (one grace period).
         let named: Vec<NodeAddr> = self
             .available_apps()

@@ -154,6 +154,7 @@ impl ServerState {
             act.install(LoadedState {
                 apps: recovered.apps,
                 next_app_id: recovered.next_app_id,
+                leaving: Default::default(),
             });
             act.schedule_cure(ctx);
             pushes
