@@ -283,6 +283,31 @@ mod zookeeper {
     }
 
     #[tokio::test]
+    async fn a_leader_cut_off_from_zookeeper_gives_up_and_leads_again_when_it_is_back() {
+        let zk = TestZookeeper::start();
+        let session = ZkSession::start(&zk.hosts(), Duration::from_secs(3)).unwrap();
+        let (view, fence) = elect(&session, "/aerie/test/meta_leader", addr(34601));
+        wait_for("the lead", Duration::from_secs(20), || view.is_leader().then_some(())).await;
+        assert!(fence.node().is_some());
+        zk.pause();
+        let why = wait_for("the leader to give up", Duration::from_secs(15), || {
+            match view.current() {
+                LeaderView::Unknown(why) => Some(why),
+                _ => None,
+            }
+        })
+        .await;
+        zk.resume();
+        assert!(fence.node().is_none(), "no writes once the lead is given up");
+        assert!(why.contains("no answer from ZooKeeper"), "{why}");
+        wait_for("the lead again", Duration::from_secs(30), || {
+            view.is_leader().then_some(())
+        })
+        .await;
+        assert!(fence.node().is_some());
+    }
+
+    #[tokio::test]
     async fn a_leader_that_closes_its_session_is_replaced_before_any_session_could_expire() {
         let zk = TestZookeeper::start();
         // Far longer than the waits below: only a closed session explains a new leader in time.

@@ -2,20 +2,26 @@
 //! `<dir>/n-<seq>` holding its address; the lowest sequence leads. The view is re-read on every
 //! change of the directory and once a second.
 //!
-//! A leader that cannot reach ZooKeeper for 80% of the session timeout gives up leading (the view
-//! becomes `Unknown`) even though its session may still be alive: ZooKeeper may already have expired
-//! it and let another meta lead, and that meta waits a grace period before it changes anything.
+//! A leader that has not heard from ZooKeeper for 80% of the session timeout gives up leading (the
+//! view becomes `Unknown`) even though its session may still be alive: ZooKeeper may soon expire it
+//! and let another meta lead. The time counts from the last answer the election got (it asks once
+//! a second), not from when the client noticed a lost connection, which can be seconds later. The
+//! new leader waits a grace period (`fd_grace_seconds`) before it judges a node, and a node stops
+//! serving a lease (`fd_lease_seconds`) after the last beacon this leader answered; grace > lease
+//! keeps the two apart.
 
 use super::session::{SessionWatch, ZkSession};
 use crate::leadership::{LeaderView, Leadership};
 use aerie_common::NodeAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
 const TICK: Duration = Duration::from_secs(1);
+/// How often a leader without a connection checks whether it must give up.
+const CUT_OFF_TICK: Duration = Duration::from_millis(250);
 
 /// The election node of this meta while it leads. The store checks it in every write, so a meta that
 /// lost its session (and with it the lead) cannot change the cluster map any more.
@@ -113,24 +119,31 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
         };
         let node = format!("{dir}/{mine}");
         info!(%node, "joined the meta leader election");
+        let mut last_answer = Instant::now();
         // Follow the election until this session ends.
         loop {
-            let watcher = match observe(&client, &dir, &mine, me).await {
+            let connected = watch.disconnected_for() == Some(Duration::ZERO);
+            let observed = match connected {
+                true => observe(&client, &dir, &mine, me).await,
+                false => Err(Observe::Failed(ZkError::ConnectionLoss)),
+            };
+            let watcher = match observed {
                 Ok((view, watcher)) => {
-                    let view = step_down_if_cut_off(view, &watch);
+                    last_answer = Instant::now();
                     publish(&tx, view, Some(&node));
                     Some(watcher)
                 }
                 Err(Observe::Gone) => break,
                 Err(Observe::Failed(e)) => {
-                    let view = step_down_if_cut_off(tx.borrow(), &watch);
-                    if !matches!(view, LeaderView::Unknown(_)) {
+                    let view = step_down_if_cut_off(tx.borrow(), last_answer.elapsed(), watch.session_timeout);
+                    if !matches!(view, LeaderView::Unknown(_)) && connected {
                         warn!(error = %e, "cannot read the election; keeping the last view for now");
                     }
                     publish(&tx, view, Some(&node));
                     None
                 }
             };
+            let tick = if watcher.is_some() { TICK } else { CUT_OFF_TICK };
             let changed = async move {
                 match watcher {
                     Some(w) => {
@@ -141,7 +154,7 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
             };
             tokio::select! {
                 _ = changed => {}
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(tick) => {}
                 result = sessions.changed() => {
                     if result.is_err() { return; }
                     break;
@@ -157,15 +170,15 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
     }
 }
 
-fn step_down_if_cut_off(view: LeaderView, watch: &SessionWatch) -> LeaderView {
-    let limit = watch.session_timeout.mul_f64(0.8);
-    match (view, watch.disconnected_for()) {
-        (LeaderView::Leader, Some(cut_off)) if cut_off > limit => LeaderView::Unknown(format!(
-            "ZooKeeper unreachable for {:.1} s (over 80% of the {:.1} s session timeout): leadership given up",
-            cut_off.as_secs_f64(),
-            watch.session_timeout.as_secs_f64()
+/// A leader that got no answer from ZooKeeper for 80% of the session timeout stops leading.
+fn step_down_if_cut_off(view: LeaderView, silent_for: Duration, session_timeout: Duration) -> LeaderView {
+    match view {
+        LeaderView::Leader if silent_for > session_timeout.mul_f64(0.8) => LeaderView::Unknown(format!(
+            "no answer from ZooKeeper for {:.1} s (over 80% of the {:.1} s session timeout): leadership given up",
+            silent_for.as_secs_f64(),
+            session_timeout.as_secs_f64()
         )),
-        (view, _) => view,
+        view => view,
     }
 }
 
@@ -192,6 +205,9 @@ enum Observe {
     Failed(ZkError),
 }
 
+/// A look at the election gives up after this long (the cut-off check must not wait behind it).
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Reads who leads and sets a watch on the directory.
 async fn observe(
     client: &Client,
@@ -199,8 +215,9 @@ async fn observe(
     mine: &str,
     me: NodeAddr,
 ) -> Result<(LeaderView, zookeeper_client::OneshotWatcher), Observe> {
-    let (mut children, watcher) = bounded(client.list_and_watch_children(dir))
+    let (mut children, watcher) = tokio::time::timeout(OBSERVE_TIMEOUT, client.list_and_watch_children(dir))
         .await
+        .unwrap_or(Err(ZkError::Timeout))
         .map_err(Observe::Failed)?;
     if !children.iter().any(|c| c == mine) {
         return Err(Observe::Gone);
@@ -210,7 +227,11 @@ async fn observe(
     if first == mine {
         return Ok((LeaderView::Leader, watcher));
     }
-    let view = match bounded(client.get_data(&format!("{dir}/{first}"))).await {
+    let leader_node = format!("{dir}/{first}");
+    let view = match tokio::time::timeout(OBSERVE_TIMEOUT, client.get_data(&leader_node))
+        .await
+        .unwrap_or(Err(ZkError::Timeout))
+    {
         Ok((data, _)) => match String::from_utf8_lossy(&data).parse::<NodeAddr>() {
             Ok(leader) if leader == me => LeaderView::Unknown(
                 "an earlier session of this meta server still holds the lead; waiting for it to expire".into(),
@@ -229,4 +250,26 @@ async fn bounded<T>(call: impl std::future::Future<Output = Result<T, ZkError>>)
     tokio::time::timeout(Duration::from_secs(3), call)
         .await
         .unwrap_or(Err(ZkError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_gives_up_after_80_percent_of_the_session_without_an_answer() {
+        let session = Duration::from_secs(5);
+        let keep = step_down_if_cut_off(LeaderView::Leader, Duration::from_millis(3_900), session);
+        assert_eq!(keep, LeaderView::Leader);
+        let given_up = step_down_if_cut_off(LeaderView::Leader, Duration::from_millis(4_100), session);
+        assert!(
+            matches!(&given_up, LeaderView::Unknown(why) if why.contains("4.1 s")),
+            "{given_up:?}"
+        );
+        let follower = LeaderView::Follower("127.0.0.1:1".parse().unwrap());
+        assert_eq!(
+            step_down_if_cut_off(follower.clone(), Duration::from_secs(60), session),
+            follower
+        );
+    }
 }
