@@ -90,6 +90,22 @@ pub static LEARN_COMPLETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static META_LEADER: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "aerie_meta_leader",
+        "1 while this meta server leads (serves the cluster map), 0 while it stands by."
+    )
+    .expect("metric registers once")
+});
+
+pub static META_STORE_AVAILABLE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "aerie_meta_store_available",
+        "1 while the meta store takes writes (ZooKeeper connected), 0 otherwise."
+    )
+    .expect("metric registers once")
+});
+
 pub static META_LEVEL: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "aerie_meta_function_level",

@@ -7,8 +7,8 @@
 use aerie_common::{ErrorCode, NodeAddr};
 use aerie_proto::meta::{ListApps, PartitionConfig};
 use aerie_tests::{
-    assert_acked_readable, http_get, learned_bytes, wait_fully_healthy, wait_until, zookeeper_settings, ProcessCluster,
-    ProcessClusterOptions, TestZookeeper, WriteLoad,
+    assert_acked_readable, http_get, learned_bytes, metrics, sample, wait_fully_healthy, wait_until,
+    zookeeper_settings, ProcessCluster, ProcessClusterOptions, TestZookeeper, WriteLoad,
 };
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,19 @@ async fn a_new_leader_takes_over_without_moving_a_replica_or_losing_a_write() {
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::ERR_FORWARD_TO_OTHERS, "{refused}");
     assert_eq!(refused.forward_target(), Some(leader), "{refused}");
+    wait_until("the leader gauges", Duration::from_secs(10), || async {
+        let gauges = (
+            sample(&metrics(leader), "aerie_meta_leader "),
+            sample(&metrics(follower), "aerie_meta_leader "),
+            sample(&metrics(leader), "aerie_meta_store_available "),
+        );
+        if gauges == (1.0, 0.0, 1.0) {
+            Ok(())
+        } else {
+            Err(format!("leader, follower, store: {gauges:?}"))
+        }
+    })
+    .await;
     let (status, health) = http_get(follower, "/health");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains(&format!("following the leader {leader}")), "{health}");

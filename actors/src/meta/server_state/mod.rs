@@ -35,8 +35,8 @@ use super::level::{effective_level, FreezeRule};
 use super::persist::{LoadedState, StoreLayout};
 use super::placement::NodeLoad;
 use crate::metrics::{
-    META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV, META_SELF_FREEZES,
-    META_STORE_WRITES, META_TABLES,
+    META_LEADER, META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV,
+    META_SELF_FREEZES, META_STORE_AVAILABLE, META_STORE_WRITES, META_TABLES,
 };
 use actix::prelude::*;
 use aerie_common::MetaLevel;
@@ -534,6 +534,10 @@ impl Actor for ServerState {
             self.load(ctx);
         }
         ctx.run_interval(self.params.cure_interval, |act, ctx| act.run_cure(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            META_LEADER.set(act.params.leadership.is_leader() as i64);
+            META_STORE_AVAILABLE.set(act.params.store.health().is_ok() as i64);
+        });
     }
 }
 
