@@ -5,9 +5,11 @@
 //! For each partition the best replica becomes the primary: highest ballot, then highest committed
 //! decree, then the one its latest configuration named primary, then highest prepared decree. Replicas at the same ballot that prepared everything the
 //! primary committed become its secondaries (nothing to copy); the others are listed as last drops,
-//! so that the cure adds them back first, learning only what they miss. The new configuration's
-//! ballot is one above every ballot seen, so that every replica accepts it. Learners are not
-//! candidates: their data is incomplete.
+//! so that the cure adds them back first, learning only what they miss. When that is exactly the
+//! configuration the best replica last applied (same primary, same secondaries), it is restored at
+//! its own ballot: the replicas take their roles back as after a meta restart. Otherwise the new
+//! configuration's ballot is one above every ballot seen, so that every replica accepts it.
+//! Learners are not candidates: their data is incomplete.
 
 use aerie_common::{AppId, Gpid, NodeAddr};
 use aerie_proto::meta::{AppInfo, AppState, AppStatus, PartitionConfig};
@@ -125,9 +127,19 @@ fn partition_config(gpid: Gpid, max_replica_count: u32, holders: &[(NodeAddr, &R
         }
     }
     last_drops.reverse();
+    let highest = holders.iter().map(|(_, r)| r.ballot).max().unwrap_or(0);
+    let mut same_set = secondaries.clone();
+    let mut known = best.config_secondaries.clone();
+    same_set.sort();
+    known.sort();
+    let unchanged = best.ballot == highest && best.config_primary == Some(*primary) && same_set == known;
+    if unchanged {
+        // Keep the order the configuration had, so listings read as before.
+        secondaries = best.config_secondaries.clone();
+    }
     PartitionConfig {
         gpid,
-        ballot: holders.iter().map(|(_, r)| r.ballot).max().unwrap_or(0) + 1,
+        ballot: if unchanged { highest } else { highest + 1 },
         primary: Some(*primary),
         secondaries,
         max_replica_count,
@@ -163,6 +175,7 @@ mod tests {
             app_name: app.app_name.clone(),
             app: app.clone(),
             config_primary: None,
+            config_secondaries: Vec::new(),
             status: ReplicaStatus::Inactive,
             ballot,
             last_prepared: prepared,

@@ -302,6 +302,11 @@ impl Replica {
         Ok(())
     }
 
+    /// The configuration the replica last applied, if it is at the replica's ballot.
+    fn current_config(&self) -> Option<&PartitionConfig> {
+        self.config.as_ref().filter(|c| c.ballot == self.ballot)
+    }
+
     /// Writes the manifest with the current ballot, off the actor thread.
     pub(super) fn persist_manifest(&self) {
         let manifest = ReplicaManifest {
@@ -398,11 +403,8 @@ impl Handler<GetInfo> for Replica {
             gpid: self.gpid,
             app_name: self.app.app_name.clone(),
             app: self.app.clone(),
-            config_primary: self
-                .config
-                .as_ref()
-                .filter(|c| c.ballot == self.ballot)
-                .and_then(|c| c.primary),
+            config_primary: self.current_config().and_then(|c| c.primary),
+            config_secondaries: self.current_config().map(|c| c.secondaries.clone()).unwrap_or_default(),
             status: self.status,
             ballot: self.ballot,
             last_prepared: self.list.last_prepared(),

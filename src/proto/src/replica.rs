@@ -101,6 +101,9 @@ pub struct ReplicaInfo {
     /// The primary of the configuration the replica last applied, at its ballot.
     #[serde(default)]
     pub config_primary: Option<NodeAddr>,
+    /// The secondaries of that configuration.
+    #[serde(default)]
+    pub config_secondaries: Vec<NodeAddr>,
     pub status: ReplicaStatus,
     pub ballot: Ballot,
     pub last_prepared: Decree,
