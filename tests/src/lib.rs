@@ -12,7 +12,7 @@ mod process;
 mod replicas;
 mod wait;
 
-pub use aerie_metastore::zookeeper::test_server::TestZookeeper;
+pub use aerie_metastore::zookeeper::test_server::{checkout_file, TestZookeeper};
 pub use cluster::{fast_failure_detection, zookeeper_settings, ProcessCluster, ProcessClusterOptions, ShellOutput};
 pub use http::{
     balance_moves, balance_moves_given_up, http_get, learned_bytes, metrics, sample, try_http_get, wait_healthy,

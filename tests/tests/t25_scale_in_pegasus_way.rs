@@ -7,10 +7,9 @@
 use aerie_common::NodeAddr;
 use aerie_proto::meta::NodeStatus;
 use aerie_tests::{
-    aerie_bin, assert_acked_readable, assert_replicas_identical, fast_failure_detection, wait_fully_healthy,
-    wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
+    aerie_bin, assert_acked_readable, assert_replicas_identical, checkout_file, fast_failure_detection,
+    wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions, WriteLoad,
 };
-use std::path::Path;
 use std::time::Duration;
 
 fn settings() -> Vec<String> {
@@ -91,7 +90,7 @@ async fn the_pegasus_procedure_and_the_script_take_nodes_out_without_losing_writ
     // With the script: the stop command is the test's own (SIGKILL of that process).
     let scripted = cluster.replica_addrs[3];
     let pid = cluster.replicas[3].pid().expect("running");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/offline_node_list.sh");
+    let script = checkout_file("scripts/offline_node_list.sh");
     let output = tokio::task::block_in_place(|| {
         std::process::Command::new(script)
             .env("AERIE_BIN", aerie_bin())
@@ -113,18 +112,17 @@ async fn the_pegasus_procedure_and_the_script_take_nodes_out_without_losing_writ
     assert_eq!(nodes.len(), 3, "{nodes:?}");
 
     // Its pre-flight check refuses what would leave too few nodes, and changes nothing.
-    let refused =
-        std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/offline_node_list.sh"))
-            .env("AERIE_BIN", aerie_bin())
-            .args([
-                "-m",
-                &cluster.meta_addr.to_string(),
-                "-n",
-                &nodes[0].to_string(),
-                "--check",
-            ])
-            .output()
-            .unwrap();
+    let refused = std::process::Command::new(checkout_file("scripts/offline_node_list.sh"))
+        .env("AERIE_BIN", aerie_bin())
+        .args([
+            "-m",
+            &cluster.meta_addr.to_string(),
+            "-n",
+            &nodes[0].to_string(),
+            "--check",
+        ])
+        .output()
+        .unwrap();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("only 2 alive node(s) would stay"),

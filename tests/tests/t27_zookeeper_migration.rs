@@ -6,7 +6,8 @@
 //! its ballot), the new ZooKeeper holds the cluster map, and every record is readable.
 
 use aerie_tests::{
-    aerie_bin, fast_failure_detection, wait_fully_healthy, ProcessCluster, ProcessClusterOptions, TestZookeeper,
+    aerie_bin, checkout_file, fast_failure_detection, wait_fully_healthy, ProcessCluster, ProcessClusterOptions,
+    TestZookeeper,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,7 +104,7 @@ fn run_migration(cluster: &ProcessCluster, control: &MetaControl, method: &str, 
     let configs: Vec<String> = (0..cluster.metas.len())
         .map(|i| cluster.meta_config_path(i).display().to_string())
         .collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/migrate_zookeeper.sh");
+    let script = checkout_file("scripts/migrate_zookeeper.sh");
     let ctl = control.script.display();
     let output = Command::new("bash")
         .arg(script)

@@ -11,8 +11,22 @@ pub struct TestZookeeper {
     script: PathBuf,
 }
 
+/// A file of this checkout, e.g. `scripts/zookeeper.sh`, found from the directory `cargo test`
+/// runs in (read at run time: a build shared between checkouts must not point into another one).
+pub fn checkout_file(relative: &str) -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .expect("a directory to start from");
+    start
+        .ancestors()
+        .map(|dir| dir.join(relative))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{relative} not found above {}", start.display()))
+}
+
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/zookeeper.sh")
+    checkout_file("scripts/zookeeper.sh")
 }
 
 fn free_port() -> u16 {
