@@ -177,7 +177,10 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
     };
     loop {
         let Some(strong) = shared.upgrade() else { return };
-        if *strong.closing.borrow() {
+        let closed = *strong.closing.borrow();
+        if closed {
+            // Closed while no session existed: nothing to tell ZooKeeper.
+            strong.closing.send_replace(false);
             return;
         }
         let (hosts, timeout) = (strong.hosts.clone(), strong.session_timeout);
