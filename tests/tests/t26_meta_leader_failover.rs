@@ -7,7 +7,7 @@
 use aerie_common::{ErrorCode, NodeAddr};
 use aerie_proto::meta::{ListApps, PartitionConfig};
 use aerie_tests::{
-    assert_acked_readable, http_get, learned_bytes, metrics, sample, wait_fully_healthy, wait_until,
+    aerie_bin, assert_acked_readable, http_get, learned_bytes, metrics, sample, wait_fully_healthy, wait_until,
     zookeeper_settings, ProcessCluster, ProcessClusterOptions, TestZookeeper, WriteLoad,
 };
 use std::time::{Duration, Instant};
@@ -74,6 +74,18 @@ async fn a_new_leader_takes_over_without_moving_a_replica_or_losing_a_write() {
         }
     })
     .await;
+    // Given only a follower, the shell still reaches the leader it names.
+    let only_follower = std::process::Command::new(aerie_bin())
+        .args(["shell", "--meta", &follower.to_string(), "-e", "cluster_info"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&only_follower.stdout);
+    assert!(
+        only_follower.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&only_follower.stderr)
+    );
+    assert!(text.contains(&leader.to_string()), "{text}");
     let (status, health) = http_get(follower, "/health");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains(&format!("following the leader {leader}")), "{health}");

@@ -95,28 +95,31 @@ impl Client {
         let mut backoff = Duration::from_millis(50);
         loop {
             let first = self.inner.leader.load(Ordering::Relaxed);
-            let mut order: Vec<usize> = (0..metas.len()).map(|i| (first + i) % metas.len()).collect();
+            let mut order: Vec<NodeAddr> = (0..metas.len()).map(|i| metas[(first + i) % metas.len()]).collect();
             let mut last_error = None;
             let mut next = 0;
             while next < order.len() {
-                let index = order[next];
+                let meta = order[next];
                 next += 1;
                 let remaining = deadline
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
-                match self.inner.network.call(metas[index], req.clone(), remaining).await {
+                match self.inner.network.call(meta, req.clone(), remaining).await {
                     Ok(Err(e)) if e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE => last_error = Some(e),
                     Ok(Err(e)) if e.code == ErrorCode::ERR_FORWARD_TO_OTHERS => {
-                        // Follow the named leader next (a bounded number of hops per round).
-                        if let Some(leader) = e.forward_target().and_then(|l| metas.iter().position(|m| *m == l)) {
-                            if order.len() < metas.len() * 2 {
+                        // Ask the named leader next, even one missing from the list (a bounded
+                        // number of hops per round).
+                        if let Some(leader) = e.forward_target() {
+                            if leader != meta && order.len() < metas.len() * 2 + 1 {
                                 order.insert(next, leader);
                             }
                         }
                         last_error = Some(e);
                     }
                     Ok(answer) => {
-                        self.inner.leader.store(index, Ordering::Relaxed);
+                        if let Some(index) = metas.iter().position(|m| *m == meta) {
+                            self.inner.leader.store(index, Ordering::Relaxed);
+                        }
                         return answer;
                     }
                     Err(e @ (RpcError::Connect { .. } | RpcError::Blocked { .. })) => {
@@ -125,7 +128,7 @@ impl Client {
                             format!("no meta server answered ({}): {e}", join(metas)),
                         ))
                     }
-                    Err(e) => return Err(WireError::new(e.code(), format!("meta server {}: {e}", metas[index]))),
+                    Err(e) => return Err(WireError::new(e.code(), format!("meta server {meta}: {e}"))),
                 }
             }
             let error = last_error.expect("at least one meta server");
