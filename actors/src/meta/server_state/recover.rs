@@ -134,7 +134,6 @@ impl ServerState {
             })
             .collect();
         let written = self.persist_then(ctx, ops, move |act, ctx| {
-            act.recovering = false;
             act.awaiting_recover = false;
             let pushes: Vec<_> = recovered
                 .apps

@@ -11,6 +11,7 @@
 //! keeps the two apart.
 
 use super::session::{SessionWatch, ZkSession};
+use super::within;
 use crate::leadership::{LeaderView, Leadership};
 use aerie_common::NodeAddr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ use tracing::{info, warn};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
 const TICK: Duration = Duration::from_secs(1);
+/// Joining and leaving give up after this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a leader without a connection checks whether it must give up.
 const CUT_OFF_TICK: Duration = Duration::from_millis(250);
 
@@ -122,7 +125,7 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
         let mut last_answer = Instant::now();
         // Follow the election until this session ends.
         loop {
-            let connected = watch.disconnected_for() == Some(Duration::ZERO);
+            let connected = watch.is_connected();
             let observed = match connected {
                 true => observe(&client, &dir, &mine, me).await,
                 false => Err(Observe::Failed(ZkError::ConnectionLoss)),
@@ -166,7 +169,7 @@ async fn run(watch: SessionWatch, dir: String, me: NodeAddr, tx: Publisher) {
         }
         // The session ended (or our node vanished): leave nothing behind and join again.
         publish(&tx, LeaderView::Unknown("rejoining the election".into()), None);
-        let _ = bounded(client.delete(&node, None)).await;
+        let _ = within(CALL_TIMEOUT, client.delete(&node, None)).await;
     }
 }
 
@@ -189,13 +192,17 @@ async fn join(client: &Client, dir: &str, me: NodeAddr) -> Result<String, ZkErro
     for part in dir.split('/').filter(|p| !p.is_empty()) {
         prefix.push('/');
         prefix.push_str(part);
-        match bounded(client.create(&prefix, &[], &persistent)).await {
+        match within(CALL_TIMEOUT, client.create(&prefix, &[], &persistent)).await {
             Ok(_) | Err(ZkError::NodeExists) => {}
             Err(e) => return Err(e),
         }
     }
     let ephemeral = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
-    let (_, sequence) = bounded(client.create(&format!("{dir}/n-"), me.to_string().as_bytes(), &ephemeral)).await?;
+    let (_, sequence) = within(
+        CALL_TIMEOUT,
+        client.create(&format!("{dir}/n-"), me.to_string().as_bytes(), &ephemeral),
+    )
+    .await?;
     Ok(format!("n-{sequence}"))
 }
 
@@ -215,9 +222,8 @@ async fn observe(
     mine: &str,
     me: NodeAddr,
 ) -> Result<(LeaderView, zookeeper_client::OneshotWatcher), Observe> {
-    let (mut children, watcher) = tokio::time::timeout(OBSERVE_TIMEOUT, client.list_and_watch_children(dir))
+    let (mut children, watcher) = within(OBSERVE_TIMEOUT, client.list_and_watch_children(dir))
         .await
-        .unwrap_or(Err(ZkError::Timeout))
         .map_err(Observe::Failed)?;
     if !children.iter().any(|c| c == mine) {
         return Err(Observe::Gone);
@@ -228,10 +234,7 @@ async fn observe(
         return Ok((LeaderView::Leader, watcher));
     }
     let leader_node = format!("{dir}/{first}");
-    let view = match tokio::time::timeout(OBSERVE_TIMEOUT, client.get_data(&leader_node))
-        .await
-        .unwrap_or(Err(ZkError::Timeout))
-    {
+    let view = match within(OBSERVE_TIMEOUT, client.get_data(&leader_node)).await {
         Ok((data, _)) => match String::from_utf8_lossy(&data).parse::<NodeAddr>() {
             Ok(leader) if leader == me => LeaderView::Unknown(
                 "an earlier session of this meta server still holds the lead; waiting for it to expire".into(),
@@ -244,12 +247,6 @@ async fn observe(
         Err(e) => return Err(Observe::Failed(e)),
     };
     Ok((view, watcher))
-}
-
-async fn bounded<T>(call: impl std::future::Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
-    tokio::time::timeout(Duration::from_secs(3), call)
-        .await
-        .unwrap_or(Err(ZkError::Timeout))
 }
 
 #[cfg(test)]

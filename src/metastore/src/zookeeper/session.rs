@@ -3,8 +3,8 @@
 //! The `zookeeper-client` crate drives a session from a task of the runtime that connected it; if
 //! that runtime is ever blocked longer than the session timeout, the session expires. So the session
 //! lives on a dedicated one-thread runtime, and callers on other runtimes only exchange messages
-//! with it. When a session ends (expired, closed), a new one is made; every session gets a new
-//! `epoch`, so that what was tied to an old session (an election node) is known to be gone.
+//! with it. When a session ends (expired, closed), a new one is made and published to subscribers,
+//! so that what was tied to the old session (an election node) is known to be gone.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,11 +12,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use zookeeper_client::{Client, SessionState};
 
-/// The live session, if any, and its number. Whoever keeps a `Current` beyond one call keeps the
+/// The live session, if any. Whoever keeps a `Current` beyond one call keeps the
 /// whole value (not just the client), so that a clean close can wait until it is let go.
 #[derive(Clone)]
 pub struct Current {
-    pub epoch: u64,
     pub client: Client,
     _held: Arc<()>,
 }
@@ -94,25 +93,13 @@ impl ZkSession {
         &self.shared.hosts
     }
 
-    pub fn session_timeout(&self) -> Duration {
-        self.shared.session_timeout
-    }
-
     pub fn current(&self) -> Option<Current> {
         self.shared.current.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Option<Current>> {
-        self.shared.current.subscribe()
-    }
-
-    pub fn connection(&self) -> Connection {
-        self.shared.connection.lock().expect("connection lock").clone()
-    }
-
     /// `Ok` while a server answers; otherwise why not, in words.
     pub fn check(&self) -> Result<(), String> {
-        match self.connection() {
+        match self.shared.connection() {
             Connection::Connected => Ok(()),
             Connection::Disconnected { since } => Err(format!(
                 "ZooKeeper {} unreachable for {:.1} s (session kept for now)",
@@ -125,23 +112,6 @@ impl ZkSession {
                 since.elapsed().as_secs_f64()
             )),
         }
-    }
-
-    /// How long the connection has been lost (zero while connected).
-    pub fn disconnected_for(&self) -> Duration {
-        match self.connection() {
-            Connection::Connected => Duration::ZERO,
-            Connection::Disconnected { since } | Connection::NoSession { since, .. } => since.elapsed(),
-        }
-    }
-
-    /// Runs `future` on the session's runtime and waits for it from any runtime.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        future: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> Option<T> {
-        let runtime = self.runtime.0.as_ref()?;
-        runtime.spawn(future).await.ok()
     }
 
     /// Ends the session on purpose (a clean shutdown): the election leaves at once instead of
@@ -171,7 +141,6 @@ fn set_connection(shared: &Shared, connection: Connection) {
 
 /// Makes sessions, one after the other, for as long as a handle exists.
 async fn keep_session(shared: std::sync::Weak<Shared>) {
-    let mut epoch = 0;
     let Some(mut closing) = shared.upgrade().map(|s| s.closing.subscribe()) else {
         return;
     };
@@ -204,10 +173,8 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
                 continue;
             }
         };
-        epoch += 1;
         info!(
             hosts,
-            epoch,
             session_timeout_ms = client.session_timeout().as_millis() as u64,
             "ZooKeeper session established"
         );
@@ -217,7 +184,6 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
             let Some(strong) = shared.upgrade() else { return };
             set_connection(&strong, Connection::Connected);
             strong.current.send_replace(Some(Current {
-                epoch,
                 client: client.clone(),
                 _held: held.clone(),
             }));
@@ -248,7 +214,7 @@ async fn keep_session(shared: std::sync::Weak<Shared>) {
             }
         };
         let Some(strong) = shared.upgrade() else { return };
-        warn!(hosts, epoch, state = ?ended, "ZooKeeper session ended; starting a new one");
+        warn!(hosts, state = ?ended, "ZooKeeper session ended; starting a new one");
         strong.current.send_replace(None);
         let since = match strong.connection() {
             Connection::Disconnected { since } => since,
@@ -309,12 +275,11 @@ impl SessionWatch {
         Some(self.shared.upgrade()?.current.subscribe())
     }
 
-    pub(crate) fn disconnected_for(&self) -> Option<Duration> {
-        let shared = self.shared.upgrade()?;
-        Some(match shared.connection() {
-            Connection::Connected => Duration::ZERO,
-            Connection::Disconnected { since } | Connection::NoSession { since, .. } => since.elapsed(),
-        })
+    /// Whether a server answers now (false once the session keeper is gone).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|shared| shared.connection() == Connection::Connected)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::election::Fence;
 use super::session::ZkSession;
+use super::within;
 use crate::path::{parent, validate_path};
 use crate::{MetaStore, MetaStoreError, StoreOp, Version};
 use async_trait::async_trait;
@@ -34,10 +35,6 @@ impl ZookeeperStore {
         self
     }
 
-    pub fn session(&self) -> &ZkSession {
-        &self.session
-    }
-
     /// The client of a connected session, or why there is none (nothing was sent).
     fn client(&self) -> Result<Client, MetaStoreError> {
         self.session.check().map_err(MetaStoreError::Unavailable)?;
@@ -48,17 +45,15 @@ impl ZookeeperStore {
     }
 
     async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T, ZkError>>) -> Result<T, ZkError> {
-        match tokio::time::timeout(self.op_timeout, call).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!(
-                    what,
-                    timeout_ms = self.op_timeout.as_millis() as u64,
-                    "ZooKeeper call timed out"
-                );
-                Err(ZkError::Timeout)
-            }
+        let result = within(self.op_timeout, call).await;
+        if matches!(result, Err(ZkError::Timeout)) {
+            tracing::warn!(
+                what,
+                timeout_ms = self.op_timeout.as_millis() as u64,
+                "ZooKeeper call timed out"
+            );
         }
+        result
     }
 
     async fn version_of(&self, client: &Client, path: &str) -> Version {

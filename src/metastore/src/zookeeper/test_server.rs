@@ -29,14 +29,10 @@ fn script() -> PathBuf {
     checkout_file("scripts/zookeeper.sh")
 }
 
-fn free_port() -> u16 {
-    aerie_common::ports::free_loopback_port()
-}
-
 impl TestZookeeper {
     pub fn start() -> TestZookeeper {
         let server = TestZookeeper {
-            port: free_port(),
+            port: aerie_common::ports::free_loopback_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             script: script(),
         };

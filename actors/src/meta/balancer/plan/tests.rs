@@ -45,6 +45,11 @@ fn run(tables: &[TableView], all: &BTreeSet<NodeAddr>, leaving: &BTreeSet<NodeAd
     })
 }
 
+/// A balance plan (no node leaving, nothing black-listed or locked) with these options.
+fn run_opts(tables: &[TableView], all: &BTreeSet<NodeAddr>, options: BalanceOptions) -> Vec<BalanceMove> {
+    run_with(tables, all, options, &BTreeSet::new(), &BTreeSet::new())
+}
+
 /// A balance plan (no node leaving) with these options, black list and locked partitions.
 fn run_with(
     tables: &[TableView],
@@ -231,15 +236,13 @@ fn swaps_go_along_a_chain_when_no_direct_swap_helps() {
         ],
     }];
     let all = nodes(3);
-    let moves = run_with(
+    let moves = run_opts(
         &tables,
         &all,
         BalanceOptions {
             only_primary: true,
             ..Default::default()
         },
-        &BTreeSet::new(),
-        &BTreeSet::new(),
     );
     let after = apply_all(&tables, &moves).unwrap();
     assert_eq!(spreads(&after, &all)[0].0, 0, "{moves:?}");
@@ -274,7 +277,7 @@ fn options_limit_the_kinds_of_moves() {
         partitions: (0..6).map(|p| partition(1, p, 0, &[1, 2])).collect(),
     }];
     let all = nodes(4);
-    let only_swaps = run_with(
+    let only_swaps = run_opts(
         &tables,
         &all,
         BalanceOptions {
@@ -282,20 +285,16 @@ fn options_limit_the_kinds_of_moves() {
             only_primary: true,
             in_turn: false,
         },
-        &BTreeSet::new(),
-        &BTreeSet::new(),
     );
     assert!(!only_swaps.is_empty());
     assert!(only_swaps.iter().all(|m| m.kind == MoveKind::MovePri), "{only_swaps:?}");
-    let primaries_only = run_with(
+    let primaries_only = run_opts(
         &tables,
         &all,
         BalanceOptions {
             only_primary: true,
             ..Default::default()
         },
-        &BTreeSet::new(),
-        &BTreeSet::new(),
     );
     assert!(
         primaries_only.iter().all(|m| m.kind != MoveKind::CopySec),
