@@ -11,6 +11,28 @@
 //! meta declares it dead and hands its partitions to others, so two primaries never serve one
 //! partition. Each side reads only its own monotonic clock; no two clocks are ever compared.
 
+/// The lease as every replica of a server reads it on each request: when it runs out, and the
+/// meta's incarnation of the server it was granted to (see [`SharedLease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseSnapshot {
+    pub until_ms: Option<u64>,
+    pub incarnation: u64,
+}
+
+/// Written by the replica server's beacon loop, read by its replicas before serving anything.
+#[derive(Debug, Clone, Default)]
+pub struct SharedLease(std::sync::Arc<std::sync::Mutex<LeaseSnapshot>>);
+
+impl SharedLease {
+    pub fn get(&self) -> LeaseSnapshot {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, snapshot: LeaseSnapshot) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+}
+
 /// The replica server's right to serve, renewed by every acknowledged beacon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -39,6 +61,74 @@ impl Lease {
     /// Whether the server may serve at `now_ms`.
     pub fn is_valid(&self, now_ms: u64) -> bool {
         self.expires_at().is_some_and(|end| now_ms < end)
+    }
+}
+
+/// What the replica server must do after an acknowledgement or a check of its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseChange {
+    /// The lease ran out (possibly unnoticed until now): every replica steps down.
+    pub lost: bool,
+    /// The lease is granted again, or for a new incarnation: sync with the meta, for this one.
+    pub granted: Option<u64>,
+}
+
+/// The replica server's side of failure detection, pure: acknowledgements and checks in, what to
+/// do out. A lease that lapsed is noticed at the next acknowledgement even if no check ran in
+/// between (a stopped process); a new incarnation (the meta declared the server dead, or a new
+/// meta leads) makes the configurations of the old one worthless, so the server syncs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTracker {
+    lease: Lease,
+    incarnation: u64,
+    held: bool,
+}
+
+impl LeaseTracker {
+    pub fn new(lease_ms: u64) -> Self {
+        LeaseTracker {
+            lease: Lease::new(lease_ms),
+            incarnation: 0,
+            held: false,
+        }
+    }
+
+    /// The leader acknowledged, for `incarnation`, the beacon sent at `sent_ms`.
+    pub fn on_ack(&mut self, now_ms: u64, sent_ms: u64, incarnation: u64) -> LeaseChange {
+        let lapsed = !self.lease.is_valid(now_ms);
+        self.lease.on_ack(sent_ms);
+        let mut change = LeaseChange::default();
+        if !self.lease.is_valid(now_ms) {
+            // An answer so late that the lease it grants is already over.
+            return change;
+        }
+        if lapsed && self.held {
+            self.held = false;
+            change.lost = true;
+        }
+        let new_incarnation = incarnation != self.incarnation;
+        self.incarnation = incarnation;
+        if !self.held || new_incarnation {
+            self.held = true;
+            change.granted = Some(incarnation);
+        }
+        change
+    }
+
+    /// Whether the lease just ran out (`true` once per lapse).
+    pub fn check(&mut self, now_ms: u64) -> bool {
+        if self.held && !self.lease.is_valid(now_ms) {
+            self.held = false;
+            return true;
+        }
+        false
+    }
+
+    pub fn snapshot(&self) -> LeaseSnapshot {
+        LeaseSnapshot {
+            until_ms: self.lease.expires_at(),
+            incarnation: self.incarnation,
+        }
     }
 }
 
@@ -123,6 +213,60 @@ mod tests {
         clock.advance_ms(1);
         assert!(!node.is_alive(clock.now_ms()));
         assert_eq!(node.silent_for(clock.now_ms()), GRACE);
+    }
+
+    #[test]
+    fn a_lapse_noticed_only_at_the_next_ack_still_counts_as_lost() {
+        let mut tracker = LeaseTracker::new(LEASE);
+        let first = tracker.on_ack(100, 0, 7);
+        assert_eq!(
+            first,
+            LeaseChange {
+                lost: false,
+                granted: Some(7)
+            }
+        );
+        assert_eq!(
+            tracker.on_ack(1_100, 1_000, 7),
+            LeaseChange::default(),
+            "renewed in time"
+        );
+        // Stopped from 1_100 to 20_000: no check ran; the next ack shows the lapse.
+        let resumed = tracker.on_ack(20_050, 20_000, 7);
+        assert_eq!(
+            resumed,
+            LeaseChange {
+                lost: true,
+                granted: Some(7)
+            }
+        );
+        assert_eq!(tracker.snapshot().until_ms, Some(28_000));
+    }
+
+    #[test]
+    fn a_new_incarnation_asks_for_a_sync_and_a_check_notices_expiry_once() {
+        let mut tracker = LeaseTracker::new(LEASE);
+        tracker.on_ack(0, 0, 7);
+        assert_eq!(
+            tracker.on_ack(1_000, 1_000, 9),
+            LeaseChange {
+                lost: false,
+                granted: Some(9)
+            }
+        );
+        assert!(!tracker.check(8_999));
+        assert!(tracker.check(9_000));
+        assert!(!tracker.check(9_500), "once per lapse");
+        assert_eq!(
+            tracker.on_ack(9_600, 9_500, 9),
+            LeaseChange {
+                lost: false,
+                granted: Some(9)
+            }
+        );
+        // A very late answer grants nothing.
+        let mut late = LeaseTracker::new(LEASE);
+        assert_eq!(late.on_ack(10_000, 1_000, 3), LeaseChange::default());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (`target/<profile>/aerie`), which `cargo test` builds along with the tests.
 
 mod cluster;
+pub mod history;
 mod http;
 mod load;
 mod process;

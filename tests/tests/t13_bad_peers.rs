@@ -19,7 +19,7 @@ fn is_closed(stream: &mut TcpStream) -> bool {
 fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> bool {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"AERI\x00\x01\x00\x00").unwrap();
+    stream.write_all(&aerie_rpc::frame::preamble()).unwrap();
     let mut answer = [0u8; 8];
     stream.read_exact(&mut answer).unwrap();
     stream.write_all(bytes).unwrap();

@@ -5,6 +5,12 @@
 //! A node is dead once no beacon arrived for `fd_grace_seconds` (measured on this process's
 //! monotonic clock). Nodes the meta remembers from the cluster map but has not heard from since it
 //! started get one grace period before they are declared dead.
+//!
+//! Each life of a node (from becoming alive, or being remembered, to being declared dead) has an
+//! incarnation: a random number carried by every beacon acknowledgement and by every
+//! configuration the meta makes for the node. A node that was declared dead and came back gets a
+//! new one, so it can tell configurations made for its earlier life (still in flight) from
+//! current ones.
 
 use crate::lease::Liveness;
 use actix::prelude::*;
@@ -16,12 +22,28 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// A node became alive (`alive = true`) or dead.
+/// A node became alive (`alive = true`, with the incarnation of this life) or dead.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct NodeLiveness {
     pub node: NodeAddr,
     pub alive: bool,
+    pub incarnation: u64,
+}
+
+/// A fresh incarnation: random, never 0 (0 means "none").
+pub fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish().max(1)
 }
 
 /// Nodes the cluster map names: each gets one grace period from now, unless already known.
@@ -42,6 +64,7 @@ pub struct ForgetNode(pub NodeAddr);
 struct Tracked {
     liveness: Liveness,
     alive: bool,
+    incarnation: u64,
 }
 
 pub struct FailureDetector {
@@ -80,6 +103,7 @@ impl FailureDetector {
                 self.listener.do_send(NodeLiveness {
                     node: *node,
                     alive: false,
+                    incarnation: tracked.incarnation,
                 });
             }
         }
@@ -103,19 +127,24 @@ impl Handler<Inbound<Beacon>> for FailureDetector {
         let tracked = self.nodes.entry(beacon.node).or_insert_with(|| Tracked {
             liveness: Liveness::new(grace, now),
             alive: false,
+            incarnation: 0,
         });
         tracked.liveness.on_beacon(now);
         if !tracked.alive {
             tracked.alive = true;
-            info!(node = %beacon.node, "replica server is alive");
+            tracked.incarnation = new_incarnation();
+            info!(node = %beacon.node, incarnation = tracked.incarnation, "replica server is alive");
+            // Sent before the acknowledgement: whatever the node asks next finds it known.
             self.listener.do_send(NodeLiveness {
                 node: beacon.node,
                 alive: true,
+                incarnation: tracked.incarnation,
             });
         }
         Ok(BeaconAck {
             is_leader: true,
             leader: Some(self.me),
+            incarnation: tracked.incarnation,
         })
     }
 }
@@ -127,9 +156,22 @@ impl Handler<RememberNodes> for FailureDetector {
         let now = self.clock.now_ms();
         for node in nodes {
             let grace = self.grace_ms;
-            self.nodes.entry(node).or_insert_with(|| Tracked {
-                liveness: Liveness::new(grace, now),
+            if self.nodes.contains_key(&node) {
+                continue;
+            }
+            let incarnation = new_incarnation();
+            self.nodes.insert(
+                node,
+                Tracked {
+                    liveness: Liveness::new(grace, now),
+                    alive: true,
+                    incarnation,
+                },
+            );
+            self.listener.do_send(NodeLiveness {
+                node,
                 alive: true,
+                incarnation,
             });
         }
     }

@@ -10,6 +10,7 @@ pub mod level;
 pub mod offline;
 pub mod persist;
 pub mod placement;
+pub mod primary_request;
 pub mod recovery;
 mod server_state;
 

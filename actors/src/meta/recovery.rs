@@ -9,7 +9,7 @@
 //! configuration the best replica last applied (same primary, same secondaries), it is restored at
 //! its own ballot: the replicas take their roles back as after a meta restart. Otherwise the new
 //! configuration's ballot is one above every ballot seen, so that every replica accepts it.
-//! Learners are not candidates: their data is incomplete.
+//! Learners are not candidates: their data is incomplete; nor are replicas out of service.
 
 use aerie_common::{AppId, Gpid, NodeAddr};
 use aerie_proto::meta::{AppInfo, AppState, AppStatus, PartitionConfig};
@@ -49,7 +49,10 @@ pub fn rebuild(inventories: &[(NodeAddr, Vec<ReplicaInfo>)], skip_lost: bool) ->
     let mut holders: BTreeMap<Gpid, Vec<(NodeAddr, &ReplicaInfo)>> = BTreeMap::new();
     let mut replicas = 0;
     for (node, infos) in inventories {
-        for info in infos.iter().filter(|i| i.status != ReplicaStatus::Learner) {
+        for info in infos
+            .iter()
+            .filter(|i| i.status != ReplicaStatus::Learner && i.broken.is_none())
+        {
             replicas += 1;
             let app_id = info.gpid.app_id;
             // The replica with the highest ballot knows the table best (names and envs may change).
@@ -184,6 +187,7 @@ mod tests {
             durable_committed: committed,
             data_dir: "default".into(),
             data_bytes: 0,
+            broken: None,
         }
     }
 

@@ -1,29 +1,30 @@
-//! The `Replica` actor: one replica of one partition. It owns the partition's prepare list, its log and
-//! apply pipelines and its engine, and plays the role the meta assigned (primary, secondary, or
-//! inactive). The write path lives in `write_path.rs`; this file holds its state, configuration
-//! changes, reads and lifecycle.
+//! The `Replica` actor: one replica of one partition, a thin host of the replication core
+//! (`core/`). It owns the partition's log and apply pipelines and its engine, turns requests into
+//! core events, and carries out the effects the core returns (`write_path.rs`). Reads, checksums,
+//! log GC and the replica's lifecycle live here; learning in `learner.rs` and `learn_primary.rs`.
 
-use super::messages::{Close, GetInfo, UpdateConfig};
+use super::core::{CoreOptions, Gate, ReplicaCore, Restored, WaiterId};
+use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::pipelines::{ApplyPipeline, LogPipeline};
-use super::prepare_list::PrepareList;
 use super::storage::{write_manifest, OpenedReplica, ReplicaManifest};
 use super::validate::{validate_read, Limits};
+use crate::lease::SharedLease;
 use crate::metrics::{REPLICA_COUNT, REPLICA_REQUESTS, REPLICA_REQUEST_SECONDS};
 use actix::prelude::*;
-use aerie_common::{clock::wall_secs_now, Ballot, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
+use aerie_common::{clock::wall_secs_now, Clock, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::data::{ReadResult, WriteResult};
-use aerie_proto::meta::{AppInfo, AppStatus, PartitionConfig};
+use aerie_proto::meta::{AppInfo, AppStatus};
 use aerie_proto::replica::{
     ClientRead, PrepareAck, ReplicaChecksum, ReplicaChecksumResult, ReplicaInfo, ReplicaStatus,
 };
 use aerie_rpc::{Inbound, Network};
 use aerie_storage::{Engine, EngineOptions, LogOptions};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 /// Settings shared by every replica of a replica server.
 #[derive(Clone)]
@@ -51,10 +52,21 @@ pub struct ReplicaOptions {
     pub learn_batch_bytes: usize,
     /// Checkpoint bytes per second a learner fetches (0 = unlimited).
     pub learn_rate_limit_bytes: u64,
+    /// The replica server's lease, checked on every read and write.
+    pub lease: SharedLease,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the replica server to sync with the meta soon (a replica's storage failed).
+    pub sync_soon: Arc<tokio::sync::Notify>,
 }
 
-/// A secondary's pending answer to a prepare: sent once the mutation at that ballot is logged.
-pub(super) type AckWaiter = (Ballot, oneshot::Sender<WireResult<PrepareAck>>);
+impl ReplicaOptions {
+    pub(super) fn core_options(&self) -> CoreOptions {
+        CoreOptions {
+            min_replicas_for_write: self.min_replicas_for_write,
+            max_uncommitted: self.max_uncommitted,
+        }
+    }
+}
 
 pub(super) struct WriteWaiter {
     pub tx: oneshot::Sender<WireResult<WriteResult>>,
@@ -63,6 +75,7 @@ pub(super) struct WriteWaiter {
 }
 
 pub struct Replica {
+    pub(super) core: ReplicaCore,
     pub(super) gpid: Gpid,
     pub(super) me: NodeAddr,
     pub(super) node_label: String,
@@ -72,54 +85,44 @@ pub struct Replica {
     pub(super) data_dir: String,
     pub(super) network: Network,
     pub(super) options: Arc<ReplicaOptions>,
-    pub(super) status: ReplicaStatus,
-    pub(super) ballot: Ballot,
-    pub(super) config: Option<PartitionConfig>,
-    /// Primary only: every mutation prepared before it became primary is committed.
-    pub(super) serving: bool,
-    pub(super) list: PrepareList,
-    pub(super) next_decree: Decree,
     pub(super) log: LogPipeline,
     pub(super) apply: ApplyPipeline,
     pub(super) engine: Arc<Engine>,
-    pub(super) last_applied: Decree,
-    /// Secondary: the primary's committed decree, as last heard.
-    pub(super) primary_committed: Decree,
-    pub(super) write_waiters: HashMap<Decree, WriteWaiter>,
-    pub(super) ack_waiters: HashMap<Decree, Vec<AckWaiter>>,
-    pub(super) group_check_scheduled: bool,
-    /// The committed decree last written to the log as a marker.
-    pub(super) last_commit_marker: Decree,
-    /// The highest committed decree the log durably records.
-    pub(super) durable_committed: Decree,
-    /// Secondaries with a round of prepare resends scheduled.
-    pub(super) retry_scheduled: HashSet<NodeAddr>,
-    /// A configuration request to the meta is under way (at most one at a time).
-    pub(super) meta_request_in_flight: bool,
-    /// Primary: learners catching up from this replica.
-    pub(super) learners: HashMap<NodeAddr, super::learn_primary::LearnerSession>,
+    /// Client writes waiting for the core's answer.
+    pub(super) write_waiters: HashMap<WaiterId, WriteWaiter>,
+    /// Prepares waiting for the core's acknowledgement.
+    pub(super) ack_waiters: HashMap<u64, oneshot::Sender<WireResult<PrepareAck>>>,
+    next_token: u64,
+    /// Primary: checkpoints prepared for learners.
+    pub(super) checkpoints: HashMap<NodeAddr, super::learn_primary::PreparedCheckpoint>,
     /// Recently committed mutations, for learners.
     pub(super) committed_cache: std::collections::VecDeque<Arc<aerie_proto::replica::Mutation>>,
     /// Learner: the session this replica is learning in.
     pub(super) learning: Option<super::learner::LearningState>,
-    /// Set when storage failed: the replica refuses everything until it is reopened.
-    pub(super) broken: Option<String>,
     log_gc_running: bool,
 }
 
 impl Replica {
     pub fn new(opened: OpenedReplica, me: NodeAddr, network: Network, options: Arc<ReplicaOptions>) -> Self {
-        let mut list = PrepareList::new(opened.last_committed);
-        for mutation in opened.uncommitted {
-            list.restore_logged(mutation);
-        }
         let ReplicaManifest {
             gpid,
             app,
             ballot,
             data_dir,
         } = opened.manifest;
+        let core = ReplicaCore::new(
+            gpid,
+            me,
+            options.core_options(),
+            Restored {
+                ballot,
+                last_committed: opened.last_committed,
+                last_applied: opened.last_committed,
+                uncommitted: opened.uncommitted,
+            },
+        );
         Replica {
+            core,
             gpid,
             me,
             node_label: me.to_string(),
@@ -128,33 +131,25 @@ impl Replica {
             data_dir,
             network,
             options,
-            status: ReplicaStatus::Inactive,
-            ballot,
-            config: None,
-            serving: false,
-            next_decree: list.last_prepared() + 1,
-            list,
             log: LogPipeline::new(opened.log),
             apply: ApplyPipeline::new(opened.engine.clone()),
-            last_applied: opened.last_committed,
-            primary_committed: opened.last_committed,
             engine: opened.engine,
             write_waiters: HashMap::new(),
             ack_waiters: HashMap::new(),
-            group_check_scheduled: false,
-            last_commit_marker: opened.last_committed,
-            durable_committed: opened.last_committed,
-            retry_scheduled: HashSet::new(),
-            meta_request_in_flight: false,
-            learners: HashMap::new(),
+            next_token: 1,
+            checkpoints: HashMap::new(),
             committed_cache: Default::default(),
             learning: None,
-            broken: None,
             log_gc_running: false,
         }
     }
 
-    fn role_label(status: ReplicaStatus) -> &'static str {
+    pub(super) fn next_token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    pub(super) fn role_label(status: ReplicaStatus) -> &'static str {
         match status {
             ReplicaStatus::Primary => "primary",
             ReplicaStatus::Secondary => "secondary",
@@ -163,51 +158,14 @@ impl Replica {
         }
     }
 
-    pub(super) fn set_status(&mut self, status: ReplicaStatus) {
-        if status == self.status {
-            return;
+    /// The lease as it stands at this moment, for the core's checks.
+    pub(super) fn gate(&self) -> Gate {
+        let lease = self.options.lease.get();
+        Gate {
+            now_ms: self.options.clock.now_ms(),
+            lease_until_ms: lease.until_ms,
+            incarnation: lease.incarnation,
         }
-        REPLICA_COUNT
-            .with_label_values(&[&self.node_label, Self::role_label(self.status)])
-            .dec();
-        REPLICA_COUNT
-            .with_label_values(&[&self.node_label, Self::role_label(status)])
-            .inc();
-        info!(gpid = %self.gpid, ballot = self.ballot, from = %self.status, to = %status, "replica role changed");
-        self.status = status;
-    }
-
-    /// The secondaries of the current configuration.
-    pub(super) fn secondaries(&self) -> Vec<NodeAddr> {
-        self.config.as_ref().map(|c| c.secondaries.clone()).unwrap_or_default()
-    }
-
-    pub(super) fn check_primary_ready(&self) -> WireResult<()> {
-        if let Some(reason) = &self.broken {
-            return Err(WireError::new(
-                ErrorCode::ERR_STORAGE,
-                format!("replica {} is out of service: {reason}", self.gpid),
-            ));
-        }
-        if self.status != ReplicaStatus::Primary {
-            return Err(WireError::new(
-                ErrorCode::ERR_NOT_PRIMARY,
-                format!(
-                    "{} is not the primary of {} (it is {} at ballot {})",
-                    self.me, self.gpid, self.status, self.ballot
-                ),
-            ));
-        }
-        if !self.serving {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_STATE,
-                format!(
-                    "the primary of {} is still committing what it inherited; retry shortly",
-                    self.gpid
-                ),
-            ));
-        }
-        Ok(())
     }
 
     pub(super) fn record_request(&self, kind: &'static str, started: Instant, outcome: &WireResult<impl Sized>) {
@@ -223,88 +181,12 @@ impl Replica {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Storage failed: stop serving, and fail everything waiting.
-    pub(super) fn mark_broken(&mut self, reason: String) {
-        error!(gpid = %self.gpid, %reason, "replica storage failed; the replica is out of service");
-        self.broken = Some(reason.clone());
-        self.serving = false;
-        self.fail_waiters(ErrorCode::ERR_STORAGE, &reason);
-    }
-
-    pub(super) fn fail_waiters(&mut self, code: ErrorCode, reason: &str) {
-        for (_, waiter) in self.write_waiters.drain() {
-            let _ = waiter.tx.send(Err(WireError::new(code, reason.to_string())));
-        }
-        for (_, waiters) in self.ack_waiters.drain() {
-            for (_, tx) in waiters {
-                let _ = tx.send(Err(WireError::new(code, reason.to_string())));
-            }
-        }
-    }
-
-    pub(super) fn apply_config(
-        &mut self,
-        app: AppInfo,
-        config: PartitionConfig,
-        ctx: &mut Context<Self>,
-    ) -> WireResult<()> {
-        if config.gpid != self.gpid {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_PARAMETERS,
-                format!("configuration of {} sent to replica {}", config.gpid, self.gpid),
-            ));
-        }
-        if config.ballot < self.ballot {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_VERSION,
-                format!(
-                    "configuration of {} at ballot {} is older than the replica's ballot {}",
-                    self.gpid, config.ballot, self.ballot
-                ),
-            ));
-        }
-        let ballot_changed = config.ballot != self.ballot;
-        self.ballot = config.ballot;
-        self.app = app;
-        let role = if config.primary == Some(self.me) {
-            ReplicaStatus::Primary
-        } else if config.secondaries.contains(&self.me) {
-            ReplicaStatus::Secondary
-        } else {
-            ReplicaStatus::Inactive
-        };
-        self.config = Some(config);
-        if ballot_changed {
-            self.persist_manifest();
-        }
-        match role {
-            ReplicaStatus::Primary if self.status != ReplicaStatus::Primary || ballot_changed => {
-                self.become_primary(ctx)
-            }
-            ReplicaStatus::Primary => {}
-            other => {
-                if self.status == ReplicaStatus::Primary {
-                    self.serving = false;
-                    self.forget_learners();
-                    self.fail_waiters(ErrorCode::ERR_NOT_PRIMARY, "the primary stepped down");
-                }
-                if other == ReplicaStatus::Secondary {
-                    if self.learning.take().is_some() {
-                        info!(gpid = %self.gpid, ballot = self.ballot, "learner upgraded to secondary");
-                    }
-                } else if self.status == ReplicaStatus::Learner {
-                    // Not named by the configuration: keep learning (the meta added it as a learner).
-                    return Ok(());
-                }
-                self.set_status(other);
-            }
-        }
-        Ok(())
-    }
-
-    /// The configuration the replica last applied, if it is at the replica's ballot.
-    fn current_config(&self) -> Option<&PartitionConfig> {
-        self.config.as_ref().filter(|c| c.ballot == self.ballot)
+    /// Storage failed: stop serving, and answer everything waiting.
+    pub(super) fn mark_broken(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::error!(gpid = %self.gpid, %reason, "replica storage failed; the replica is out of service");
+        let effects = self.core.storage_failed(reason);
+        self.run(effects, ctx);
+        self.options.sync_soon.notify_one();
     }
 
     /// Writes the manifest with the current ballot, off the actor thread.
@@ -312,7 +194,7 @@ impl Replica {
         let manifest = ReplicaManifest {
             gpid: self.gpid,
             app: self.app.clone(),
-            ballot: self.ballot,
+            ballot: self.core.ballot(),
             data_dir: self.data_dir.clone(),
         };
         let dir = self.dir.clone();
@@ -328,8 +210,11 @@ impl Replica {
         });
     }
 
+    /// Deletes log segments that the flushed data covers. The applied decree is read *before*
+    /// the flush (applies go on meanwhile, and RocksDB's own WAL is off): everything up to it is
+    /// then in SST files, so nothing only in a memtable loses its log records.
     fn start_log_gc(&mut self, ctx: &mut Context<Self>) {
-        if self.log_gc_running || self.broken.is_some() {
+        if self.log_gc_running || self.core.broken().is_some() {
             return;
         }
         self.log_gc_running = true;
@@ -342,8 +227,8 @@ impl Replica {
             if bytes <= threshold {
                 return Ok(0);
             }
-            engine.flush().map_err(|e| e.to_string())?;
             let durable = engine.last_applied_decree().map_err(|e| e.to_string())?;
+            engine.flush().map_err(|e| e.to_string())?;
             log.lock()
                 .map_err(|_| "log lock poisoned")?
                 .gc(durable)
@@ -368,15 +253,18 @@ impl Actor for Replica {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         REPLICA_COUNT
-            .with_label_values(&[&self.node_label, Self::role_label(self.status)])
+            .with_label_values(&[&self.node_label, Self::role_label(self.core.role())])
             .inc();
         ctx.run_interval(self.options.log_gc_interval, |act, ctx| act.start_log_gc(ctx));
-        ctx.run_interval(self.options.group_check_interval, |act, _| act.send_group_check());
+        ctx.run_interval(self.options.group_check_interval, |act, ctx| {
+            let effects = act.core.group_check();
+            act.run(effects, ctx);
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         REPLICA_COUNT
-            .with_label_values(&[&self.node_label, Self::role_label(self.status)])
+            .with_label_values(&[&self.node_label, Self::role_label(self.core.role())])
             .dec();
     }
 }
@@ -391,7 +279,10 @@ impl Handler<UpdateConfig> for Replica {
                 format!("table {} was dropped", msg.app.app_name),
             ));
         }
-        self.apply_config(msg.app, msg.config, ctx)
+        self.app = msg.app;
+        let effects = self.core.update_config(msg.config, msg.incarnation, wall_secs_now())?;
+        self.run(effects, ctx);
+        Ok(())
     }
 }
 
@@ -399,20 +290,22 @@ impl Handler<GetInfo> for Replica {
     type Result = MessageResult<GetInfo>;
 
     fn handle(&mut self, _: GetInfo, _: &mut Self::Context) -> Self::Result {
+        let config = self.core.config();
         MessageResult(ReplicaInfo {
             gpid: self.gpid,
             app_name: self.app.app_name.clone(),
             app: self.app.clone(),
-            config_primary: self.current_config().and_then(|c| c.primary),
-            config_secondaries: self.current_config().map(|c| c.secondaries.clone()).unwrap_or_default(),
-            status: self.status,
-            ballot: self.ballot,
-            last_prepared: self.list.last_prepared(),
-            last_committed: self.list.last_committed(),
-            last_applied: self.last_applied,
-            durable_committed: self.durable_committed,
+            config_primary: config.and_then(|c| c.primary),
+            config_secondaries: config.map(|c| c.secondaries.clone()).unwrap_or_default(),
+            status: self.core.role(),
+            ballot: self.core.ballot(),
+            last_prepared: self.core.last_prepared(),
+            last_committed: self.core.last_committed(),
+            last_applied: self.core.last_applied(),
+            durable_committed: self.core.durable_committed(),
             data_dir: self.dir.display().to_string(),
             data_bytes: self.engine.data_bytes(),
+            broken: self.core.broken().map(str::to_string),
         })
     }
 }
@@ -423,7 +316,7 @@ impl Handler<Inbound<ClientRead>> for Replica {
     fn handle(&mut self, Inbound(req): Inbound<ClientRead>, _: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let kind = req.op.kind();
-        let checked = self.check_primary_ready().and_then(|_| {
+        let checked = self.core.check_read(&self.gate()).and_then(|_| {
             validate_read(
                 &req.op,
                 self.gpid,
@@ -473,13 +366,14 @@ impl Handler<Inbound<ReplicaChecksum>> for Replica {
 impl Handler<Close> for Replica {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
-        self.serving = false;
-        self.set_status(ReplicaStatus::Inactive);
-        self.fail_waiters(ErrorCode::ERR_INVALID_STATE, "the replica is closing");
+    /// Answers everything waiting, syncs the log, flushes the memtables, and stops. (Opening the
+    /// replica again waits until this engine is really closed: see `Engine::open`.)
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
+        let effects = self.core.close();
+        self.run(effects, ctx);
         let log = self.log.log();
-        let engine = self.engine.clone();
         let gpid = self.gpid;
+        let engine = self.engine.clone();
         let flush = tokio::task::spawn_blocking(move || {
             if let Ok(mut log) = log.lock() {
                 if let Err(e) = log.sync() {
@@ -494,6 +388,15 @@ impl Handler<Close> for Replica {
             info!(gpid = %act.gpid, "replica closed");
             ctx.stop();
         }))
+    }
+}
+
+impl Handler<LeaseExpired> for Replica {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseExpired, ctx: &mut Self::Context) {
+        let effects = self.core.lease_expired();
+        self.run(effects, ctx);
     }
 }
 

@@ -33,14 +33,6 @@ pub(crate) struct PreparedCheckpoint {
     files: Vec<CheckpointFile>,
 }
 
-/// One learner catching up from this primary.
-#[derive(Debug, Default)]
-pub(crate) struct LearnerSession {
-    /// Receives every prepare; the primary waits for its acknowledgements.
-    pub joined: bool,
-    checkpoint: Option<PreparedCheckpoint>,
-}
-
 static NEXT_CHECKPOINT: AtomicU64 = AtomicU64::new(1);
 
 fn refuse(code: ErrorCode, detail: String) -> WireError {
@@ -48,7 +40,7 @@ fn refuse(code: ErrorCode, detail: String) -> WireError {
 }
 
 impl Replica {
-    /// Remembers newly applied committed mutations for learners, within the configured bound.
+    /// Remembers newly committed mutations for learners, within the configured bound.
     pub(super) fn remember_committed(&mut self, mutations: &[Arc<Mutation>]) {
         let capacity = self.options.learn_cache_mutations;
         if capacity == 0 {
@@ -71,38 +63,55 @@ impl Replica {
             if bytes >= max_bytes && !out.is_empty() {
                 break;
             }
-            bytes += mutation.ops.iter().map(op_size).sum::<usize>() + 64;
+            bytes += mutation.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() + 64;
             out.push((**mutation).clone());
         }
         out
     }
 
-    /// The nodes every new prepare goes to: secondaries, and learners that joined.
-    pub(super) fn prepare_targets(&self) -> Vec<aerie_common::NodeAddr> {
-        let mut targets = self.secondaries();
-        targets.extend(self.learners.iter().filter(|(_, s)| s.joined).map(|(n, _)| *n));
-        targets
-    }
-
-    pub(super) fn is_learner(&self, node: NodeAddr) -> bool {
-        self.learners.contains_key(&node)
-    }
-
-    /// Stops learning on `node`: nothing waits for it any more; the meta may try again.
-    pub(super) fn drop_learner(&mut self, node: NodeAddr, reason: &str, ctx: &mut Context<Self>) {
-        let Some(session) = self.learners.remove(&node) else {
-            return;
+    /// Asks `learner` to start learning from this primary; if it cannot, the core drops it.
+    pub(super) fn start_learner(&mut self, learner: NodeAddr, ctx: &mut Context<Self>) {
+        info!(gpid = %self.gpid, ballot = self.core.ballot(), %learner, "learner added");
+        let start = StartLearning {
+            app: self.app.clone(),
+            gpid: self.gpid,
+            ballot: self.core.ballot(),
+            primary: self.me,
         };
-        warn!(gpid = %self.gpid, learner = %node, %reason, "learning given up");
-        self.list.remove_member(node);
-        if let Some(checkpoint) = session.checkpoint {
+        let (network, timeout) = (self.network.clone(), self.options.rpc_timeout);
+        ctx.spawn(
+            async move { network.call(learner, start, timeout).await }
+                .into_actor(self)
+                .map(move |answer, act, ctx| {
+                    let failure = match answer {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    let effects = act
+                        .core
+                        .learner_failed(learner, &format!("could not start learning: {failure}"));
+                    act.run(effects, ctx);
+                }),
+        );
+    }
+
+    /// The core dropped a learner: free its checkpoint, and tell the meta if learning failed (so
+    /// the cure may try again).
+    pub(super) fn learner_dropped(&mut self, learner: NodeAddr, reason: &str, tell_meta: bool) {
+        if let Some(checkpoint) = self.checkpoints.remove(&learner) {
             remove_dir_later(checkpoint.dir);
         }
+        if !tell_meta {
+            info!(gpid = %self.gpid, %learner, %reason, "learning session ended");
+            return;
+        }
+        warn!(gpid = %self.gpid, %learner, %reason, "learning given up");
         let request = UpdatePartitionConfig {
             gpid: self.gpid,
-            ballot: self.ballot,
+            ballot: self.core.ballot(),
             requester: self.me,
-            change: PartitionChange::LearnerFailed(node),
+            change: PartitionChange::LearnerFailed(learner),
         };
         let (meta, network, timeout) = (
             self.options.meta.clone(),
@@ -112,43 +121,13 @@ impl Replica {
         actix::spawn(async move {
             let _ = meta.call(&network, request, timeout).await;
         });
-        self.try_commit(ctx);
-    }
-
-    /// Forgets every learner (the configuration changed under them; the meta starts over).
-    pub(super) fn forget_learners(&mut self) {
-        for (_, session) in self.learners.drain() {
-            if let Some(checkpoint) = session.checkpoint {
-                remove_dir_later(checkpoint.dir);
-            }
-        }
-    }
-
-    fn check_learning_request(&self, ballot: i64, learner: NodeAddr) -> WireResult<()> {
-        self.check_primary_ready()?;
-        if ballot != self.ballot {
-            return Err(refuse(
-                ErrorCode::ERR_INVALID_VERSION,
-                format!(
-                    "learning at ballot {ballot}, but {} is at ballot {}",
-                    self.gpid, self.ballot
-                ),
-            ));
-        }
-        if !self.learners.contains_key(&learner) {
-            return Err(refuse(
-                ErrorCode::ERR_INVALID_STATE,
-                format!("{learner} has no learning session for {} here", self.gpid),
-            ));
-        }
-        Ok(())
     }
 
     /// What this primary holds for a learner that applied everything up to `applied`.
     fn holdings(&self, applied: Decree) -> PrimaryHoldings {
         let snapshot = self.log.log().lock().ok().map(|log| log.snapshot());
         PrimaryHoldings {
-            committed: self.list.last_committed(),
+            committed: self.core.last_committed(),
             cache_first: self.committed_cache.front().map(|m| m.decree),
             log_first: snapshot.as_ref().and_then(|s| s.first_decree),
             join_gap: self.options.learn_join_gap,
@@ -158,25 +137,18 @@ impl Replica {
     }
 
     fn join(&mut self, learner: NodeAddr, applied: Decree, ctx: &mut Context<Self>) -> LearnResponse {
-        let committed = self.list.last_committed();
+        if let Some(checkpoint) = self.checkpoints.remove(&learner) {
+            remove_dir_later(checkpoint.dir);
+        }
+        let (committed, effects) = self.core.learner_joined(learner);
         let mutations = self.cached_range(applied, committed, usize::MAX);
-        if let Some(session) = self.learners.get_mut(&learner) {
-            session.joined = true;
-            if let Some(checkpoint) = session.checkpoint.take() {
-                remove_dir_later(checkpoint.dir);
-            }
-        }
-        self.list.add_member(learner);
-        let uncommitted: Vec<Arc<Mutation>> = self.list.uncommitted().map(|e| e.mutation.clone()).collect();
-        for mutation in uncommitted {
-            self.send_prepare(learner, mutation, ctx);
-        }
+        self.run(effects, ctx);
         info!(gpid = %self.gpid, %learner, applied, committed, "learner joined the prepare stream");
         LearnResponse::Joined { mutations, committed }
     }
 
     fn prepare_checkpoint(&mut self, learner: NodeAddr) -> ResponseActFuture<Self, WireResult<LearnResponse>> {
-        if let Some(existing) = self.learners.get(&learner).and_then(|s| s.checkpoint.clone()) {
+        if let Some(existing) = self.checkpoints.get(&learner).cloned() {
             return Box::pin(fut::ready(Ok(LearnResponse::Checkpoint {
                 checkpoint_id: existing.id,
                 files: existing.files,
@@ -213,9 +185,10 @@ impl Replica {
                 checkpoint_id: checkpoint.id,
                 files: checkpoint.files.clone(),
             };
-            match act.learners.get_mut(&learner) {
-                Some(session) => session.checkpoint = Some(checkpoint),
-                None => remove_dir_later(checkpoint.dir),
+            if act.core.learners().any(|(node, _)| node == learner) {
+                act.checkpoints.insert(learner, checkpoint);
+            } else {
+                remove_dir_later(checkpoint.dir);
             }
             Ok(response)
         }))
@@ -233,46 +206,8 @@ impl Handler<Inbound<AddLearner>> for Replica {
     type Result = WireResult<()>;
 
     fn handle(&mut self, Inbound(req): Inbound<AddLearner>, ctx: &mut Self::Context) -> Self::Result {
-        self.check_primary_ready()?;
-        if req.ballot != self.ballot {
-            return Err(refuse(
-                ErrorCode::ERR_INVALID_VERSION,
-                format!(
-                    "add learner at ballot {}, but {} is at ballot {}",
-                    req.ballot, self.gpid, self.ballot
-                ),
-            ));
-        }
-        if self.config.as_ref().is_some_and(|c| c.is_member(req.learner)) {
-            return Err(refuse(
-                ErrorCode::ERR_INVALID_PARAMETERS,
-                format!("{} already serves {}", req.learner, self.gpid),
-            ));
-        }
-        if self.learners.contains_key(&req.learner) {
-            return Ok(());
-        }
-        self.learners.insert(req.learner, LearnerSession::default());
-        info!(gpid = %self.gpid, ballot = self.ballot, learner = %req.learner, "learner added");
-        let start = StartLearning {
-            app: self.app.clone(),
-            gpid: self.gpid,
-            ballot: self.ballot,
-            primary: self.me,
-        };
-        let (network, timeout, learner) = (self.network.clone(), self.options.rpc_timeout, req.learner);
-        ctx.spawn(
-            async move { network.call(learner, start, timeout).await }
-                .into_actor(self)
-                .map(move |answer, act, ctx| {
-                    let failure = match answer {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    act.drop_learner(learner, &format!("could not start learning: {failure}"), ctx);
-                }),
-        );
+        let effects = self.core.add_learner(req.learner, req.ballot)?;
+        self.run(effects, ctx);
         Ok(())
     }
 }
@@ -281,7 +216,7 @@ impl Handler<Inbound<LearnRequest>> for Replica {
     type Result = ResponseActFuture<Self, WireResult<LearnResponse>>;
 
     fn handle(&mut self, Inbound(req): Inbound<LearnRequest>, ctx: &mut Self::Context) -> Self::Result {
-        if let Err(e) = self.check_learning_request(req.ballot, req.learner) {
+        if let Err(e) = self.core.check_learner(req.learner, req.ballot) {
             return Box::pin(fut::ready(Err(e)));
         }
         let holdings = self.holdings(req.applied);
@@ -343,12 +278,7 @@ impl Handler<Inbound<FetchCheckpointChunk>> for Replica {
     type Result = ResponseFuture<WireResult<CheckpointChunk>>;
 
     fn handle(&mut self, Inbound(req): Inbound<FetchCheckpointChunk>, _: &mut Self::Context) -> Self::Result {
-        let checkpoint = self
-            .learners
-            .values()
-            .filter_map(|s| s.checkpoint.as_ref())
-            .find(|c| c.id == req.checkpoint_id)
-            .cloned();
+        let checkpoint = self.checkpoints.values().find(|c| c.id == req.checkpoint_id).cloned();
         let Some(checkpoint) = checkpoint else {
             return Box::pin(async move {
                 Err(refuse(
@@ -388,28 +318,10 @@ impl Handler<Inbound<LearnCompleted>> for Replica {
     type Result = WireResult<()>;
 
     fn handle(&mut self, Inbound(req): Inbound<LearnCompleted>, ctx: &mut Self::Context) -> Self::Result {
-        self.check_learning_request(req.ballot, req.learner)?;
-        if !self.learners.get(&req.learner).is_some_and(|s| s.joined) {
-            return Err(refuse(
-                ErrorCode::ERR_INVALID_STATE,
-                format!("{} has not joined the prepare stream yet", req.learner),
-            ));
-        }
-        if self.meta_request_in_flight {
-            return Err(refuse(
-                ErrorCode::ERR_BUSY,
-                "another configuration request is under way".into(),
-            ));
-        }
-        self.meta_request_in_flight = true;
-        info!(gpid = %self.gpid, ballot = self.ballot, learner = %req.learner, "learner caught up; asking the meta to make it a secondary");
-        let request = UpdatePartitionConfig {
-            gpid: self.gpid,
-            ballot: self.ballot,
-            requester: self.me,
-            change: PartitionChange::UpgradeLearner(req.learner),
-        };
-        self.ask_meta(request, ctx);
+        self.core.check_learner(req.learner, req.ballot)?;
+        let effects = self.core.learner_completed(req.learner)?;
+        info!(gpid = %self.gpid, ballot = self.core.ballot(), learner = %req.learner, "learner caught up; asking the meta to make it a secondary");
+        self.run(effects, ctx);
         Ok(())
     }
 }

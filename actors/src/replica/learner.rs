@@ -9,11 +9,10 @@
 
 use super::actor::Replica;
 use super::pipelines::ApplyPipeline;
-use super::prepare_list::PrepareList;
 use super::storage::{write_manifest, ReplicaManifest};
 use crate::metrics::{LEARN_BYTES, LEARN_COMPLETED, LEARN_ROUNDS};
 use actix::prelude::*;
-use aerie_common::{Ballot, ErrorCode, NodeAddr, WireError, WireResult};
+use aerie_common::{Ballot, ErrorCode, NodeAddr, WireResult};
 use aerie_proto::learn::{
     CheckpointFile, FetchCheckpointChunk, LearnCompleted, LearnRequest, LearnResponse, LearnSource,
 };
@@ -60,20 +59,22 @@ impl Message for BeginLearning {
 fn bytes_of(mutations: &[Mutation]) -> u64 {
     mutations
         .iter()
-        .map(|m| m.ops.iter().map(op_size).sum::<usize>() as u64 + 64)
+        .map(|m| m.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() as u64 + 64)
         .sum()
 }
 
 impl Replica {
     fn learning_matches(&self, ballot: Ballot) -> bool {
-        self.learning.as_ref().is_some_and(|l| l.ballot == ballot) && self.status == ReplicaStatus::Learner
+        self.learning.as_ref().is_some_and(|l| l.ballot == ballot) && self.core.role() == ReplicaStatus::Learner
     }
 
     /// Stops learning; the replica stays inactive until the meta gives it a role.
-    pub(super) fn give_up_learning(&mut self, reason: &str) {
-        if self.learning.take().is_some() {
+    pub(super) fn give_up_learning(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        if self.learning.is_some() {
             warn!(gpid = %self.gpid, %reason, "learning stopped");
-            self.set_status(ReplicaStatus::Inactive);
+            let effects = self.core.learning_stopped();
+            self.run(effects, ctx);
+            self.learning = None;
         }
     }
 
@@ -94,15 +95,12 @@ impl Replica {
         });
         ctx.spawn(reset.into_actor(self).map(|reset, act, ctx| match reset {
             Ok(Ok(applied)) => {
-                act.last_applied = applied;
-                act.list = PrepareList::new(applied);
-                act.primary_committed = applied;
-                act.next_decree = applied + 1;
+                act.core.learning_reset(applied);
                 info!(gpid = %act.gpid, applied, "learning: local uncommitted history dropped; asking the primary");
                 act.learn_step(ctx);
             }
-            Ok(Err(e)) => act.give_up_learning(&format!("cannot reset local state: {e}")),
-            Err(e) => act.give_up_learning(&format!("cannot reset local state: {e}")),
+            Ok(Err(e)) => act.give_up_learning(&format!("cannot reset local state: {e}"), ctx),
+            Err(e) => act.give_up_learning(&format!("cannot reset local state: {e}"), ctx),
         }));
     }
 
@@ -114,7 +112,7 @@ impl Replica {
             gpid: self.gpid,
             ballot: state.ballot,
             learner: self.me,
-            applied: self.last_applied,
+            applied: self.core.last_applied(),
         };
         let (network, timeout) = (self.network.clone(), self.options.rpc_timeout);
         ctx.spawn(
@@ -130,7 +128,7 @@ impl Replica {
         };
         state.failures += 1;
         if state.failures > MAX_FAILURES {
-            return self.give_up_learning(&format!("{MAX_FAILURES} failures in a row, the last: {error}"));
+            return self.give_up_learning(&format!("{MAX_FAILURES} failures in a row, the last: {error}"), ctx);
         }
         warn!(gpid = %self.gpid, %error, "learning round failed; retrying");
         ctx.run_later(RETRY_DELAY, move |act, ctx| {
@@ -152,7 +150,7 @@ impl Replica {
         let response = match answer {
             Ok(Ok(response)) => response,
             Ok(Err(e)) if matches!(e.code, ErrorCode::ERR_INVALID_VERSION | ErrorCode::ERR_INVALID_STATE) => {
-                return self.give_up_learning(&format!("the primary ended the session: {e}"))
+                return self.give_up_learning(&format!("the primary ended the session: {e}"), ctx)
             }
             Ok(Err(e)) => return self.retry_or_give_up(ballot, e.to_string(), ctx),
             Err(e) => return self.retry_or_give_up(ballot, e.to_string(), ctx),
@@ -161,7 +159,7 @@ impl Replica {
             state.failures = 0;
         }
         if let LearnResponse::Mutations { mutations, .. } | LearnResponse::Joined { mutations, .. } = &response {
-            if let Err(gap) = check_contiguous(self.last_applied, mutations, &response) {
+            if let Err(gap) = check_contiguous(self.core.last_applied(), mutations, &response) {
                 return self.retry_or_give_up(ballot, gap, ctx);
             }
         }
@@ -210,13 +208,13 @@ impl Replica {
             match applied {
                 Ok(Ok(_)) => {
                     if let Some(last) = mutations.last() {
-                        act.last_applied = last.decree;
+                        act.core.learned_up_to(last.decree);
                     }
                     act.remember_committed(&mutations);
                     then(act, ctx);
                 }
-                Ok(Err(e)) => act.mark_broken(format!("applying learned mutations failed: {e}")),
-                Err(e) => act.mark_broken(format!("applying learned mutations failed: {e}")),
+                Ok(Err(e)) => act.mark_broken(format!("applying learned mutations failed: {e}"), ctx),
+                Err(e) => act.mark_broken(format!("applying learned mutations failed: {e}"), ctx),
             }
         }));
     }
@@ -270,12 +268,12 @@ impl Replica {
     fn install_checkpoint(&mut self, ballot: Ballot, fetched: PathBuf, ctx: &mut Context<Self>) {
         let generation = format!(
             "rdb.{}",
-            aerie_common::clock::wall_secs_now() ^ (self.last_applied as u64)
+            aerie_common::clock::wall_secs_now() ^ (self.core.last_applied() as u64)
         );
         let manifest = ReplicaManifest {
             gpid: self.gpid,
             app: self.app.clone(),
-            ballot: self.ballot,
+            ballot: self.core.ballot(),
             data_dir: generation.clone(),
         };
         let dir = self.dir.clone();
@@ -287,8 +285,8 @@ impl Replica {
             }
             let engine = match installed {
                 Ok(Ok(engine)) => Arc::new(engine),
-                Ok(Err(e)) => return act.mark_broken(format!("installing the checkpoint failed: {e}")),
-                Err(e) => return act.mark_broken(format!("installing the checkpoint failed: {e}")),
+                Ok(Err(e)) => return act.mark_broken(format!("installing the checkpoint failed: {e}"), ctx),
+                Err(e) => return act.mark_broken(format!("installing the checkpoint failed: {e}"), ctx),
             };
             let applied = engine.last_applied_decree().unwrap_or(0);
             let old = std::mem::replace(&mut act.engine, engine.clone());
@@ -302,10 +300,7 @@ impl Replica {
                 })
                 .await;
             });
-            act.last_applied = applied;
-            act.list = PrepareList::new(applied);
-            act.primary_committed = applied;
-            act.next_decree = applied + 1;
+            act.core.learning_reset(applied);
             act.committed_cache.clear();
             info!(gpid = %act.gpid, applied, "checkpoint installed; learning the rest");
             act.learn_step(ctx);
@@ -314,13 +309,11 @@ impl Replica {
 
     /// Joined: everything up to `committed` is applied; make it durable and ask to be upgraded.
     fn finish_join(&mut self, ballot: Ballot, committed: i64, ctx: &mut Context<Self>) {
-        self.list.jump_to(committed);
-        self.primary_committed = self.primary_committed.max(committed);
-        self.last_applied = self.last_applied.max(committed);
+        let effects = self.core.learning_joined(committed);
+        self.run(effects, ctx);
         if let Some(state) = self.learning.as_mut() {
             state.stage = Stage::CaughtUp;
         }
-        self.commit_as_secondary(ctx);
         let engine = self.engine.clone();
         let flush = tokio::task::spawn_blocking(move || engine.flush().map_err(|e| e.to_string()));
         ctx.spawn(flush.into_actor(self).map(move |flushed, act, ctx| {
@@ -332,14 +325,14 @@ impl Replica {
                     LEARN_COMPLETED.with_label_values(&[&act.node_label]).inc();
                     info!(gpid = %act.gpid, committed, "caught up; asking the primary to make this replica a secondary");
                     act.report_completion(ballot, ctx);
-                    ctx.run_later(UPGRADE_WAIT, move |act, _| {
+                    ctx.run_later(UPGRADE_WAIT, move |act, ctx| {
                         if act.learning_matches(ballot) {
-                            act.give_up_learning("not made a secondary in time");
+                            act.give_up_learning("not made a secondary in time", ctx);
                         }
                     });
                 }
-                Ok(Err(e)) => act.mark_broken(format!("cannot make learned data durable: {e}")),
-                Err(e) => act.mark_broken(format!("cannot make learned data durable: {e}")),
+                Ok(Err(e)) => act.mark_broken(format!("cannot make learned data durable: {e}"), ctx),
+                Err(e) => act.mark_broken(format!("cannot make learned data durable: {e}"), ctx),
             }
         }));
     }
@@ -368,8 +361,8 @@ impl Replica {
                                 act.report_completion(ballot, ctx)
                             });
                         }
-                        Ok(Err(e)) => act.give_up_learning(&format!("the primary refused the upgrade: {e}")),
-                        Err(e) => act.give_up_learning(&format!("cannot reach the primary: {e}")),
+                        Ok(Err(e)) => act.give_up_learning(&format!("the primary refused the upgrade: {e}"), ctx),
+                        Err(e) => act.give_up_learning(&format!("cannot reach the primary: {e}"), ctx),
                     }
                 }),
         );
@@ -485,34 +478,17 @@ impl Handler<BeginLearning> for Replica {
     type Result = WireResult<()>;
 
     fn handle(&mut self, begin: BeginLearning, ctx: &mut Self::Context) -> Self::Result {
-        if self.status == ReplicaStatus::Primary {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_STATE,
-                format!("{} is the primary of {}; it does not learn", self.me, self.gpid),
-            ));
-        }
-        if self.status == ReplicaStatus::Secondary && begin.ballot <= self.ballot {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_STATE,
-                format!(
-                    "{} is already a secondary of {} at ballot {}",
-                    self.me, self.gpid, self.ballot
-                ),
-            ));
-        }
         if self
             .learning
             .as_ref()
             .is_some_and(|l| l.ballot == begin.ballot && l.primary == begin.primary)
+            && self.core.role() == ReplicaStatus::Learner
         {
             return Ok(());
         }
+        let effects = self.core.begin_learning(begin.primary, begin.ballot)?;
         self.app = begin.app;
-        self.ballot = self.ballot.max(begin.ballot);
-        self.config = None;
-        self.serving = false;
-        self.fail_waiters(ErrorCode::ERR_INVALID_STATE, "the replica is learning");
-        self.set_status(ReplicaStatus::Learner);
+        self.run(effects, ctx);
         self.learning = Some(LearningState {
             primary: begin.primary,
             ballot: begin.ballot,

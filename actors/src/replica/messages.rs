@@ -9,6 +9,9 @@ use aerie_proto::replica::ReplicaInfo;
 pub struct UpdateConfig {
     pub app: AppInfo,
     pub config: PartitionConfig,
+    /// The meta incarnation of this server the configuration was made for (checked by the stub
+    /// against the current lease); the replica serves only under that incarnation.
+    pub incarnation: Option<u64>,
 }
 
 impl Message for UpdateConfig {

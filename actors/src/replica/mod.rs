@@ -3,9 +3,11 @@
 
 mod actor;
 mod commands;
+pub mod core;
 pub mod learn_plan;
 mod learn_primary;
 mod learner;
+mod lease_keeper;
 pub mod messages;
 pub use learner::BeginLearning;
 mod meta_locator;

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Invariants: decrees commit strictly in order, each exactly once; a mutation whose ballot is older
-//! than the replica's is rejected; an uncommitted decree may be replaced by a newer proposal for it
-//! (a new primary's reconciliation), a committed one never.
+//! than the replica's is rejected; an uncommitted decree may be replaced by a proposal for it at a
+//! newer ballot (a new primary's reconciliation), never by a different one at the same ballot, and a
+//! committed one never. A new primary fills every hole of its list with a no-op: a decree missing
+//! here was never acknowledged by this replica, so it cannot have been committed.
 
 use aerie_common::{Ballot, Decree, NodeAddr};
 use aerie_proto::replica::Mutation;
@@ -40,6 +42,17 @@ pub enum PrepareOutcome {
 pub enum Reject {
     /// The sender's ballot is older than this replica's.
     StaleBallot { ours: Ballot, theirs: Ballot },
+    /// Another mutation holds this decree at the same ballot: two primaries at one ballot.
+    Conflict { decree: Decree, ballot: Ballot },
+}
+
+/// Whether two mutations carry the same write (the committed point they piggyback may differ).
+pub fn same_write(a: &Mutation, b: &Mutation) -> bool {
+    a.gpid == b.gpid
+        && a.ballot == b.ballot
+        && a.decree == b.decree
+        && a.timestamp_secs == b.timestamp_secs
+        && a.ops == b.ops
 }
 
 #[derive(Debug, Default)]
@@ -139,11 +152,23 @@ impl PrepareList {
             return Ok(PrepareOutcome::AlreadyCommitted);
         }
         if let Some(existing) = self.entries.get(&mutation.decree) {
-            if existing.mutation.ballot == mutation.ballot && existing.mutation == mutation {
+            if existing.mutation.ballot == mutation.ballot {
+                if !same_write(&existing.mutation, &mutation) {
+                    return Err(Reject::Conflict {
+                        decree: mutation.decree,
+                        ballot: mutation.ballot,
+                    });
+                }
                 return Ok(if existing.logged {
                     PrepareOutcome::AlreadyLogged
                 } else {
                     PrepareOutcome::NeedsLogging
+                });
+            }
+            if existing.mutation.ballot > mutation.ballot {
+                return Err(Reject::StaleBallot {
+                    ours: existing.mutation.ballot,
+                    theirs: mutation.ballot,
                 });
             }
         }
@@ -203,14 +228,36 @@ impl PrepareList {
         self.last_committed = committed;
     }
 
-    /// New primary: every uncommitted entry is re-proposed under `ballot` to `secondaries`.
-    /// Returns the entries that must be logged again because their ballot changed.
-    pub fn reconcile(&mut self, ballot: Ballot, secondaries: &[NodeAddr]) -> Vec<Arc<Mutation>> {
+    /// New primary: every uncommitted entry is re-proposed under `ballot` to `secondaries`, and
+    /// every hole between the committed point and the last prepared decree is filled with a no-op
+    /// (stamped `timestamp_secs`). Returns the entries that must be logged (again).
+    pub fn reconcile(
+        &mut self,
+        gpid: aerie_common::Gpid,
+        ballot: Ballot,
+        secondaries: &[NodeAddr],
+        timestamp_secs: u64,
+    ) -> Vec<Arc<Mutation>> {
+        for decree in self.last_committed + 1..self.last_prepared() {
+            self.entries.entry(decree).or_insert_with(|| Entry {
+                mutation: Arc::new(Mutation {
+                    gpid,
+                    ballot,
+                    decree,
+                    last_committed: 0,
+                    timestamp_secs,
+                    ops: Vec::new(),
+                }),
+                logged: false,
+                awaiting: BTreeSet::new(),
+            });
+        }
         let mut relog = Vec::new();
         for entry in self.entries.values_mut() {
-            if entry.mutation.ballot != ballot {
+            if entry.mutation.ballot != ballot || !entry.logged {
                 let mut mutation = (*entry.mutation).clone();
                 mutation.ballot = ballot;
+                mutation.last_committed = self.last_committed;
                 entry.mutation = Arc::new(mutation);
                 entry.logged = false;
                 relog.push(entry.mutation.clone());
@@ -321,6 +368,54 @@ mod tests {
     }
 
     #[test]
+    fn a_different_write_at_the_same_ballot_is_refused() {
+        let mut list = PrepareList::new(0);
+        list.accept_prepare(mutation(1, 2), 2).unwrap();
+        let mut other = (*mutation(1, 2)).clone();
+        other.timestamp_secs = 99;
+        assert_eq!(
+            list.accept_prepare(Arc::new(other), 2),
+            Err(Reject::Conflict { decree: 1, ballot: 2 })
+        );
+        // The same write carrying a newer committed point is the same prepare.
+        let mut resent = (*mutation(1, 2)).clone();
+        resent.last_committed = 0;
+        assert_eq!(
+            list.accept_prepare(Arc::new(resent), 2),
+            Ok(PrepareOutcome::NeedsLogging)
+        );
+    }
+
+    #[test]
+    fn an_entry_is_never_replaced_by_an_older_ballot() {
+        let mut list = PrepareList::new(0);
+        list.accept_prepare(mutation(1, 3), 1).unwrap();
+        assert_eq!(
+            list.accept_prepare(mutation(1, 2), 1),
+            Err(Reject::StaleBallot { ours: 3, theirs: 2 })
+        );
+    }
+
+    #[test]
+    fn reconcile_fills_holes_with_no_ops_at_the_new_ballot() {
+        let mut list = PrepareList::new(2);
+        list.restore_logged(mutation(4, 1));
+        list.restore_logged(mutation(7, 1));
+        let relog = list.reconcile(Gpid::new(1, 0), 3, &[node(2)], 42);
+        assert_eq!(decrees(&relog), vec![3, 4, 5, 6, 7]);
+        for hole in [3, 5, 6] {
+            let entry = list.get(hole).unwrap();
+            assert!(entry.mutation.ops.is_empty(), "decree {hole} is a no-op");
+            assert_eq!((entry.mutation.ballot, entry.mutation.timestamp_secs), (3, 42));
+        }
+        for d in 3..=7 {
+            list.mark_logged(d, 3);
+            list.ack(d, node(2), 3);
+        }
+        assert_eq!(decrees(&list.take_committable()), vec![3, 4, 5, 6, 7], "nothing stalls");
+    }
+
+    #[test]
     fn uncommitted_entry_is_replaced_by_a_newer_ballot() {
         let mut list = PrepareList::new(0);
         list.accept_prepare(mutation(1, 1), 1).unwrap();
@@ -335,7 +430,7 @@ mod tests {
         let mut list = PrepareList::new(0);
         list.restore_logged(mutation(1, 1));
         list.restore_logged(mutation(2, 1));
-        let relog = list.reconcile(2, &[node(2)]);
+        let relog = list.reconcile(Gpid::new(1, 0), 2, &[node(2)], 0);
         assert_eq!(decrees(&relog), vec![1, 2]);
         assert!(list.take_committable().is_empty());
         for d in 1..=2 {
@@ -389,7 +484,7 @@ mod tests {
             1,
             "entries at or below the committed point are dropped"
         );
-        assert!(list.reconcile(1, &[node(2)]).is_empty());
+        assert!(list.reconcile(Gpid::new(1, 0), 1, &[node(2)], 0).is_empty());
         list.ack(6, node(2), 1);
         assert_eq!(decrees(&list.take_committable()), vec![6]);
     }

@@ -1,41 +1,24 @@
-//! A replica and the meta: a primary whose secondary fails to acknowledge asks the meta to remove it
-//! (ballot + 1, then writes go on with the others); a replica that meets a newer ballot than its own
-//! asks the meta for the current configuration; a replica whose server lost its lease stops serving.
+//! A replica and the meta: the core's configuration requests (remove a secondary that does not
+//! acknowledge, upgrade a learner that caught up) and configuration refreshes (a newer ballot was
+//! seen), carried out over the network, their answers fed back to the core.
 
 use super::actor::Replica;
-use super::messages::LeaseExpired;
+use super::core::MetaAnswer;
 use actix::prelude::*;
-use aerie_common::{ErrorCode, NodeAddr, WireResult};
-use aerie_proto::meta::{AppInfo, PartitionChange, PartitionConfig, QueryPartition, UpdatePartitionConfig};
-use aerie_proto::replica::ReplicaStatus;
-use aerie_rpc::RpcError;
+use aerie_common::{clock::wall_secs_now, ErrorCode};
+use aerie_proto::meta::{PartitionChange, QueryPartition, UpdatePartitionConfig};
 use tracing::{info, warn};
 
 impl Replica {
-    /// Primary: asks the meta to take `secondary` out of the configuration, unless that would leave
-    /// too few replicas to write: then removing it helps nobody, and the write path keeps retrying
-    /// (the meta's failure detector removes a node that is really gone).
-    pub(super) fn request_removal(&mut self, secondary: NodeAddr, ctx: &mut Context<Self>) {
-        if self.meta_request_in_flight || self.status != ReplicaStatus::Primary {
-            return;
-        }
-        let members = self.config.as_ref().map(|c| c.replica_count()).unwrap_or(0);
-        if members <= self.options.min_replicas_for_write {
-            return;
-        }
-        self.meta_request_in_flight = true;
+    /// Sends a configuration request to the meta at the current ballot.
+    pub(super) fn ask_meta(&mut self, change: PartitionChange, ctx: &mut Context<Self>) {
         let request = UpdatePartitionConfig {
             gpid: self.gpid,
-            ballot: self.ballot,
+            ballot: self.core.ballot(),
             requester: self.me,
-            change: PartitionChange::RemoveSecondary(secondary),
+            change,
         };
-        info!(gpid = %self.gpid, ballot = self.ballot, %secondary, "asking the meta to remove a secondary that does not acknowledge");
-        self.ask_meta(request, ctx);
-    }
-
-    /// Sends a configuration request to the meta and adopts the configuration it answers with.
-    pub(super) fn ask_meta(&mut self, request: UpdatePartitionConfig, ctx: &mut Context<Self>) {
+        info!(gpid = %self.gpid, ballot = self.core.ballot(), ?change, "asking the meta for a configuration change");
         let (meta, network, timeout) = (
             self.options.meta.clone(),
             self.network.clone(),
@@ -43,33 +26,25 @@ impl Replica {
         );
         let call = async move { meta.call(&network, request, timeout).await };
         ctx.spawn(call.into_actor(self).map(|answer, act, ctx| {
-            act.meta_request_in_flight = false;
-            act.adopt_answer(answer, ctx);
+            let answer = match answer {
+                Ok(Ok(config)) => MetaAnswer::Config(config),
+                Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => MetaAnswer::Stale,
+                Ok(Err(e)) => {
+                    warn!(gpid = %act.gpid, error = %e, "the meta refused the configuration request");
+                    MetaAnswer::Failed
+                }
+                Err(e) => {
+                    warn!(gpid = %act.gpid, error = %e, "the meta could not be reached; the write path keeps retrying");
+                    MetaAnswer::Failed
+                }
+            };
+            let effects = act.core.meta_answered(answer, wall_secs_now());
+            act.run(effects, ctx);
         }));
     }
 
-    fn adopt_answer(&mut self, answer: Result<WireResult<PartitionConfig>, RpcError>, ctx: &mut Context<Self>) {
-        match answer {
-            Ok(Ok(config)) => {
-                let app = self.app.clone();
-                if let Err(e) = self.apply_config(app, config, ctx) {
-                    warn!(gpid = %self.gpid, error = %e, "cannot adopt the meta's configuration");
-                }
-            }
-            Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => self.refresh_config(ctx),
-            Ok(Err(e)) => warn!(gpid = %self.gpid, error = %e, "the meta refused the configuration request"),
-            Err(e) => {
-                warn!(gpid = %self.gpid, error = %e, "the meta could not be reached; the write path keeps retrying")
-            }
-        }
-    }
-
-    /// Fetches the partition's current configuration from the meta and adopts it.
+    /// Fetches the partition's current configuration from the meta and hands it to the core.
     pub(super) fn refresh_config(&mut self, ctx: &mut Context<Self>) {
-        if self.meta_request_in_flight {
-            return;
-        }
-        self.meta_request_in_flight = true;
         let (meta, network, timeout) = (
             self.options.meta.clone(),
             self.network.clone(),
@@ -78,32 +53,22 @@ impl Replica {
         let request = QueryPartition { gpid: self.gpid };
         let call = async move { meta.call(&network, request, timeout).await };
         ctx.spawn(call.into_actor(self).map(|answer, act, ctx| {
-            act.meta_request_in_flight = false;
-            match answer {
+            let config = match answer {
                 Ok(Ok((app, config))) => {
-                    let app: AppInfo = app;
-                    if config.ballot >= act.ballot {
-                        if let Err(e) = act.apply_config(app, config, ctx) {
-                            warn!(gpid = %act.gpid, error = %e, "cannot adopt the refreshed configuration");
-                        }
-                    }
+                    act.app = app;
+                    Some(config)
                 }
-                Ok(Err(e)) => warn!(gpid = %act.gpid, error = %e, "cannot refresh the configuration"),
-                Err(e) => warn!(gpid = %act.gpid, error = %e, "cannot reach the meta to refresh the configuration"),
-            }
+                Ok(Err(e)) => {
+                    warn!(gpid = %act.gpid, error = %e, "cannot refresh the configuration");
+                    None
+                }
+                Err(e) => {
+                    warn!(gpid = %act.gpid, error = %e, "cannot reach the meta to refresh the configuration");
+                    None
+                }
+            };
+            let effects = act.core.config_refreshed(config, wall_secs_now());
+            act.run(effects, ctx);
         }));
-    }
-}
-
-impl Handler<LeaseExpired> for Replica {
-    type Result = ();
-
-    fn handle(&mut self, _: LeaseExpired, _: &mut Self::Context) {
-        if self.status == ReplicaStatus::Inactive {
-            return;
-        }
-        self.serving = false;
-        self.set_status(ReplicaStatus::Inactive);
-        self.fail_waiters(ErrorCode::ERR_INVALID_STATE, "the replica server lost its lease");
     }
 }

@@ -140,31 +140,19 @@ pub fn open_replica(
     let applied = engine.last_applied_decree()?;
     let replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
 
-    // A later record for a decree replaces an earlier one (an uncommitted entry re-proposed).
-    let mut by_decree: BTreeMap<Decree, Mutation> = BTreeMap::new();
-    for mutation in replayed_log.mutations {
-        manifest.ballot = manifest.ballot.max(mutation.ballot);
-        by_decree.insert(mutation.decree, mutation);
-    }
-    let committed = by_decree
-        .values()
-        .map(|m| m.last_committed)
-        .max()
-        .unwrap_or(0)
-        .max(replayed_log.committed_marker)
-        .max(applied);
-    let mut to_apply = Vec::new();
-    for decree in applied + 1..=committed {
-        match by_decree.remove(&decree) {
-            Some(mutation) => to_apply.push(mutation),
-            None => {
-                return Err(StorageError::Corrupt(format!(
-                    "replica {}: committed decree {decree} is missing from the log (applied {applied}, committed {committed})",
-                    manifest.gpid
-                )))
-            }
-        }
-    }
+    let plan = plan_replay(applied, replayed_log.mutations, replayed_log.committed_marker).map_err(|missing| {
+        StorageError::Corrupt(format!(
+            "replica {}: committed decree {} is missing from the log (applied {applied}, committed {})",
+            manifest.gpid, missing.decree, missing.committed
+        ))
+    })?;
+    manifest.ballot = manifest.ballot.max(plan.ballot);
+    let ReplayPlan {
+        committed,
+        to_apply,
+        uncommitted,
+        ..
+    } = plan;
     for chunk in to_apply.chunks(REPLAY_BATCH) {
         engine.apply(chunk)?;
     }
@@ -174,9 +162,66 @@ pub fn open_replica(
         engine: Arc::new(engine),
         log: replayed_log.log,
         last_committed: committed,
-        uncommitted: by_decree.into_values().map(Arc::new).collect(),
+        uncommitted: uncommitted.into_iter().map(Arc::new).collect(),
         replayed: to_apply.len(),
         truncated_bytes: replayed_log.truncated_bytes,
+    })
+}
+
+/// What reopening a replica does with its log: apply what is committed, keep the rest prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayPlan {
+    /// The committed point: the largest `last_committed` any logged mutation or commit marker
+    /// carries, or the applied decree.
+    pub committed: Decree,
+    /// Mutations `applied + 1 ..= committed`, in order.
+    pub to_apply: Vec<Mutation>,
+    /// Logged mutations above the committed point, in decree order (holes allowed: a new primary
+    /// fills them with no-ops).
+    pub uncommitted: Vec<Mutation>,
+    /// The highest ballot the log records.
+    pub ballot: Ballot,
+}
+
+/// A committed decree the log does not hold: the log lost committed data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingDecree {
+    pub decree: Decree,
+    pub committed: Decree,
+}
+
+/// Plans the replay of `logged` (in log order: a later record of a decree replaces an earlier
+/// one, an uncommitted entry re-proposed) over an engine that applied everything up to `applied`.
+pub fn plan_replay(
+    applied: Decree,
+    logged: Vec<Mutation>,
+    committed_marker: Decree,
+) -> Result<ReplayPlan, MissingDecree> {
+    let mut by_decree: BTreeMap<Decree, Mutation> = BTreeMap::new();
+    let mut ballot = 0;
+    for mutation in logged.into_iter().filter(|m| m.decree > applied) {
+        ballot = ballot.max(mutation.ballot);
+        by_decree.insert(mutation.decree, mutation);
+    }
+    let committed = by_decree
+        .values()
+        .map(|m| m.last_committed)
+        .max()
+        .unwrap_or(0)
+        .max(committed_marker)
+        .max(applied);
+    let mut to_apply = Vec::new();
+    for decree in applied + 1..=committed {
+        match by_decree.remove(&decree) {
+            Some(mutation) => to_apply.push(mutation),
+            None => return Err(MissingDecree { decree, committed }),
+        }
+    }
+    Ok(ReplayPlan {
+        committed,
+        to_apply,
+        uncommitted: by_decree.into_values().collect(),
+        ballot,
     })
 }
 
@@ -223,12 +268,12 @@ mod tests {
             decree,
             last_committed,
             timestamp_secs: 0,
-            ops: vec![WriteOp::Put {
+            ops: vec![aerie_proto::replica::MutationOp::plain(WriteOp::Put {
                 hash_key: format!("k{decree}").into_bytes(),
                 sort_key: vec![],
                 value: b"v".to_vec(),
                 ttl_secs: 0,
-            }],
+            })],
         }
     }
 

@@ -3,33 +3,38 @@
 //! (`ConfigUpdate`): creating, reconfiguring and setting aside replicas. Client and replication
 //! requests bypass the stub: the `Router` hands them straight to the partition's `Replica` actor.
 //!
-//! The lease (see `crate::lease`): while beacons are acknowledged the server may serve; when the
-//! lease runs out every replica goes inactive at once, before the meta's grace period ends and it
-//! hands the partitions to others. When the lease is granted again the stub syncs with the meta,
-//! which says what to serve.
+//! The lease (see `crate::lease`) is kept by the `LeaseKeeper`, an actor of its own: while beacons
+//! are acknowledged the server may serve; every replica checks the lease on each request, and when
+//! it runs out every replica goes inactive, before the meta's grace period ends and it hands the
+//! partitions to others. When the lease is granted again (or the meta names a new incarnation of
+//! this server) the stub syncs with the meta, which says what to serve. A configuration made for
+//! another incarnation (before the meta declared this server dead) is refused.
+//!
+//! A replica that cannot be opened is reported to the meta in every sync (`broken`), so that the
+//! cure replaces it instead of sending clients to a replica that is not there.
 //!
 //! Changes to the set of replicas run with the stub's mailbox held (`AtomicResponse`, `ctx.wait`), so
 //! two configuration messages can never race to create the same replica.
 
 use super::actor::{Replica, ReplicaOptions};
 use super::learner::BeginLearning;
+use super::lease_keeper::{LeaseGranted, LeaseKeeper, LeaseLost};
 use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::storage::{
     create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
 };
-use crate::lease::Lease;
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
 use aerie_common::{AppId, Ballot, Clock, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::learn::{FetchCheckpointChunk, LearnCompleted, LearnRequest, StartLearning};
-use aerie_proto::meta::{AppInfo, AppStatus, Beacon, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport};
+use aerie_proto::meta::{AppInfo, AppStatus, ConfigSync, ConfigSyncResponse, PartitionConfig, ReplicaReport};
 use aerie_proto::replica::{
     AddLearner, ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
 };
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -110,11 +115,16 @@ pub struct ReplicaStub {
     params: ReplicaStubParams,
     router: Router,
     replicas: HashMap<Gpid, LocalReplica>,
+    /// Replicas found on disk that could not be opened, with the reason: reported to the meta.
+    failed: HashMap<Gpid, String>,
     next_arbiter: usize,
-    lease: Lease,
-    /// Whether the lease held at the last check: replicas serve only while it does.
+    /// Whether the lease holds, as the lease keeper last said.
     lease_held: bool,
+    /// The meta's incarnation of this server that the lease belongs to.
+    incarnation: u64,
     syncing: bool,
+    /// A sync is wanted as soon as the one under way ends.
+    sync_again: bool,
 }
 
 /// Close every replica (log synced, memtables flushed) and stop.
@@ -133,15 +143,16 @@ fn mailbox_error(e: MailboxError) -> WireError {
 
 impl ReplicaStub {
     pub fn new(params: ReplicaStubParams) -> Self {
-        let lease = Lease::new(params.lease.as_millis() as u64);
         ReplicaStub {
             params,
             router: Router::default(),
             replicas: HashMap::new(),
+            failed: HashMap::new(),
             next_arbiter: 0,
-            lease,
             lease_held: false,
+            incarnation: 0,
             syncing: false,
+            sync_again: false,
         }
     }
 
@@ -251,22 +262,32 @@ impl ReplicaStub {
             }
         });
         open.into_actor(self)
-            .map(move |opened, act, _| match opened {
-                Ok(Ok(opened)) => {
-                    info!(%gpid, node = %act.params.me, "replica created");
-                    Ok(act.start_replica(opened, data_dir))
-                }
-                Ok(Err(e)) => Err(WireError::new(
-                    ErrorCode::ERR_STORAGE,
-                    format!("cannot create replica {gpid}: {e}"),
-                )),
-                Err(e) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
+            .map(move |opened, act, ctx| {
+                let error = match opened {
+                    Ok(Ok(opened)) => {
+                        info!(%gpid, node = %act.params.me, "replica created");
+                        act.failed.remove(&gpid);
+                        return Ok(act.start_replica(opened, data_dir));
+                    }
+                    Ok(Err(e)) => format!("cannot open replica {gpid}: {e}"),
+                    Err(e) => format!("cannot open replica {gpid}: {e}"),
+                };
+                error!(node = %act.params.me, %gpid, %error, "replica out of service; the meta is told");
+                act.failed.insert(gpid, error.clone());
+                act.sync_now(ctx);
+                Err(WireError::new(ErrorCode::ERR_STORAGE, error))
             })
             .boxed_local()
     }
 
     /// Makes this node serve `config` (creating the replica if needed) and answers once it does.
-    fn serve_partition(&mut self, app: AppInfo, config: PartitionConfig) -> LocalBoxActorFuture<Self, WireResult<()>> {
+    /// `incarnation`: the meta incarnation of this server the configuration was made for.
+    fn serve_partition(
+        &mut self,
+        app: AppInfo,
+        config: PartitionConfig,
+        incarnation: u64,
+    ) -> LocalBoxActorFuture<Self, WireResult<()>> {
         if !self.replicas.contains_key(&config.gpid) && !config.is_member(self.params.me) {
             return fut::ready(Ok(())).boxed_local();
         }
@@ -275,7 +296,11 @@ impl ReplicaStub {
                 async move {
                     match replica {
                         Ok(addr) => addr
-                            .send(UpdateConfig { app, config })
+                            .send(UpdateConfig {
+                                app,
+                                config,
+                                incarnation: Some(incarnation),
+                            })
                             .await
                             .unwrap_or_else(|e| Err(mailbox_error(e))),
                         Err(e) => Err(e),
@@ -308,66 +333,11 @@ impl ReplicaStub {
         .boxed_local()
     }
 
-    fn send_beacon(&mut self, ctx: &mut Context<Self>) {
-        self.send_beacon_once(ctx, true);
-    }
-
-    /// Sends one beacon. Only the leading meta's answer renews the lease; a meta that does not lead
-    /// names the leader, which gets the beacon at once (when `follow_leader`).
-    fn send_beacon_once(&mut self, ctx: &mut Context<Self>, follow_leader: bool) {
-        let meta = self.params.options.meta.clone();
-        let (network, me) = (self.params.network.clone(), self.params.me);
-        let timeout = self.params.beacon_interval.max(Duration::from_millis(500));
-        let sent_ms = self.params.clock.now_ms();
-        let call = async move { meta.call(&network, Beacon { node: me }, timeout).await };
-        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
-            Ok(Ok(ack)) if ack.is_leader => {
-                act.lease.on_ack(sent_ms);
-                act.params
-                    .last_beacon_ack_ms
-                    .store(act.params.clock.now_ms().max(1), Ordering::Release);
-                act.check_lease(ctx);
-            }
-            Ok(Ok(ack)) => {
-                let asked = act.params.options.meta.current();
-                match ack.leader {
-                    Some(leader) if leader != asked => {
-                        info!(%leader, %asked, "beacon answered by a meta server that does not lead; following the leader");
-                        act.params.options.meta.follow(leader);
-                        if follow_leader {
-                            act.send_beacon_once(ctx, false);
-                        }
-                    }
-                    _ => {
-                        warn!(%asked, "beacon answered by a meta server that knows no leader");
-                        act.params.options.meta.rotate();
-                    }
-                }
-                act.check_lease(ctx);
-            }
-            Ok(Err(e)) => warn!(error = %e, "beacon refused"),
-            Err(e) => warn!(error = %e, "beacon failed"),
-        }));
-    }
-
-    /// Starts or stops serving as the lease is granted or runs out.
-    fn check_lease(&mut self, ctx: &mut Context<Self>) {
-        let valid = self.lease.is_valid(self.params.clock.now_ms());
-        if valid && !self.lease_held {
-            self.lease_held = true;
-            info!(node = %self.params.me, "lease granted; syncing with the meta");
-            self.sync_config(ctx);
-        } else if !valid && self.lease_held {
-            self.lease_held = false;
-            warn!(node = %self.params.me, "lease expired: every replica stops serving until the meta is reachable again");
-            for local in self.replicas.values() {
-                local.addr.do_send(LeaseExpired);
-            }
-        }
-    }
-
-    /// Syncs with the meta now (if the lease holds and no sync is under way).
+    /// Syncs with the meta now (if the lease holds), or as soon as the sync under way ends.
     pub(super) fn sync_now(&mut self, ctx: &mut Context<Self>) {
+        if self.syncing {
+            self.sync_again = true;
+        }
         self.sync_config(ctx);
     }
 
@@ -376,11 +346,26 @@ impl ReplicaStub {
             return;
         }
         self.syncing = true;
+        self.sync_again = false;
+        let incarnation = self.incarnation;
         let infos: Vec<_> = self.replicas.values().map(|r| r.addr.send(GetInfo)).collect();
+        let failed: Vec<ReplicaReport> = self
+            .failed
+            .iter()
+            .filter(|(gpid, _)| !self.replicas.contains_key(gpid))
+            .map(|(gpid, reason)| ReplicaReport {
+                gpid: *gpid,
+                ballot: 0,
+                last_committed_decree: 0,
+                last_prepared_decree: 0,
+                data_bytes: 0,
+                broken: Some(reason.clone()),
+            })
+            .collect();
         let meta = self.params.options.meta.clone();
         let (network, me, timeout) = (self.params.network.clone(), self.params.me, self.params.rpc_timeout);
         let call = async move {
-            let replicas = futures::future::join_all(infos)
+            let mut replicas: Vec<ReplicaReport> = futures::future::join_all(infos)
                 .await
                 .into_iter()
                 .filter_map(Result::ok)
@@ -390,13 +375,22 @@ impl ReplicaStub {
                     last_committed_decree: info.last_committed,
                     last_prepared_decree: info.last_prepared,
                     data_bytes: info.data_bytes,
+                    broken: info.broken,
                 })
                 .collect();
+            replicas.extend(failed);
             meta.call(&network, ConfigSync { node: me, replicas }, timeout).await
         };
         ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
             let error = match answer {
-                Ok(Ok(response)) => return act.apply_sync(response, ctx),
+                // Made for this incarnation, which is still the current one: authoritative.
+                Ok(Ok(response)) if response.incarnation == incarnation && act.incarnation == incarnation => {
+                    return act.apply_sync(response, ctx)
+                }
+                Ok(Ok(response)) => format!(
+                    "the meta answered for incarnation {} while this server's lease is for {}",
+                    response.incarnation, act.incarnation
+                ),
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => e.to_string(),
             };
@@ -432,20 +426,24 @@ impl ReplicaStub {
                 })
                 .boxed_local();
         }
+        let incarnation = response.incarnation;
         for (app, config) in response.partitions {
             chain = chain
                 .then(move |mut done, act: &mut Self, _| {
-                    act.serve_partition(app, config).map(move |r, _, _| {
+                    act.serve_partition(app, config, incarnation).map(move |r, _, _| {
                         done.push(r);
                         done
                     })
                 })
                 .boxed_local();
         }
-        ctx.wait(chain.map(|results, act, _| {
+        ctx.wait(chain.map(|results, act, ctx| {
             act.syncing = false;
             for err in results.into_iter().filter_map(Result::err) {
                 warn!(node = %act.params.me, error = %err, "applying a synced configuration failed");
+            }
+            if act.sync_again {
+                act.sync_config(ctx);
             }
         }));
     }
@@ -497,6 +495,7 @@ impl Actor for ReplicaStub {
         let me = self.params.me;
         let open_all = tokio::task::spawn_blocking(move || {
             let mut opened = Vec::new();
+            let mut failures = Vec::new();
             for (index, data_dir) in data_dirs.iter().enumerate() {
                 let found = match list_replica_dirs(data_dir) {
                     Ok(found) => found,
@@ -507,6 +506,10 @@ impl Actor for ReplicaStub {
                 };
                 for (gpid, dir) in found {
                     match open_replica(&dir, &options.engine_options, options.log_options) {
+                        Err(e) => {
+                            error!(node = %me, %gpid, error = %e, "cannot open replica; it stays out of service and the meta is told");
+                            failures.push((gpid, format!("cannot open replica {gpid}: {e}")));
+                        }
                         Ok(replica) => {
                             info!(
                                 node = %me, %gpid,
@@ -518,24 +521,44 @@ impl Actor for ReplicaStub {
                             );
                             opened.push((replica, index));
                         }
-                        Err(e) => error!(node = %me, %gpid, error = %e, "cannot open replica; it stays out of service"),
                     }
                 }
             }
-            opened
+            (opened, failures)
         });
         ctx.wait(open_all.into_actor(self).map(|opened, act, ctx| {
-            for (replica, data_dir) in opened.unwrap_or_default() {
+            let (opened, failures) = opened.unwrap_or_default();
+            for (replica, data_dir) in opened {
                 act.start_replica(replica, data_dir);
             }
+            act.failed.extend(failures);
             act.router.mark_opened();
-            info!(node = %act.params.me, replicas = act.replicas.len(), "replica server ready; waiting for a lease");
-            act.send_beacon(ctx);
-            ctx.run_interval(act.params.beacon_interval, |act, ctx| act.send_beacon(ctx));
-            let check_every =
-                (act.params.beacon_interval / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
-            ctx.run_interval(check_every, |act, ctx| act.check_lease(ctx));
+            info!(node = %act.params.me, replicas = act.replicas.len(), failed = act.failed.len(), "replica server ready; waiting for a lease");
+            let p = &act.params;
+            LeaseKeeper::new(
+                p.me,
+                p.options.meta.clone(),
+                p.network.clone(),
+                p.clock.clone(),
+                p.beacon_interval,
+                p.lease,
+                p.options.lease.clone(),
+                ctx.address().recipient(),
+                ctx.address().recipient(),
+                p.last_beacon_ack_ms.clone(),
+            )
+            .start();
             ctx.run_interval(act.params.config_sync_interval, |act, ctx| act.sync_config(ctx));
+            let sync_soon = act.params.options.sync_soon.clone();
+            let me = ctx.address();
+            actix::spawn(async move {
+                loop {
+                    sync_soon.notified().await;
+                    if me.send(SyncSoon).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }));
     }
 }
@@ -555,10 +578,55 @@ impl Handler<Inbound<ConfigUpdate>> for ReplicaStub {
                 ),
             )))
             .boxed_local()
+        } else if update.incarnation != self.incarnation {
+            fut::ready(Err(WireError::new(
+                ErrorCode::ERR_INVALID_STATE,
+                format!(
+                    "configuration of {} made for incarnation {} of {}, which is now {}: ignored",
+                    update.config.gpid, update.incarnation, self.params.me, self.incarnation
+                ),
+            )))
+            .boxed_local()
         } else {
-            self.serve_partition(update.app, update.config)
+            self.serve_partition(update.app, update.config, update.incarnation)
         };
         AtomicResponse::new(work)
+    }
+}
+
+impl Handler<LeaseGranted> for ReplicaStub {
+    type Result = ();
+
+    fn handle(&mut self, granted: LeaseGranted, ctx: &mut Self::Context) {
+        self.lease_held = true;
+        self.incarnation = granted.incarnation;
+        self.sync_now(ctx);
+    }
+}
+
+impl Handler<LeaseLost> for ReplicaStub {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseLost, _: &mut Self::Context) {
+        self.lease_held = false;
+        for local in self.replicas.values() {
+            local.addr.do_send(LeaseExpired);
+        }
+    }
+}
+
+/// A replica's storage failed: tell the meta soon.
+struct SyncSoon;
+
+impl Message for SyncSoon {
+    type Result = ();
+}
+
+impl Handler<SyncSoon> for ReplicaStub {
+    type Result = ();
+
+    fn handle(&mut self, _: SyncSoon, ctx: &mut Self::Context) {
+        self.sync_now(ctx);
     }
 }
 

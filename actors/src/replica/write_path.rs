@@ -1,151 +1,144 @@
-//! The write path of SPEC.md section 7, as the `Replica` actor runs it.
+//! The write path of SPEC.md section 7, as the `Replica` actor hosts it: requests become events
+//! of the replication core, and the core's effects are carried out here (log and apply pipelines,
+//! prepares and group checks on the network, answers to waiting callers, timers).
 //!
 //! ```text
-//!  client ─ClientWrite─► primary: decree d = next; log(d) ∥ Prepare(d) ─► each secondary: log(d), ack
-//!                        primary: d logged here and acked by all, d-1 committed ─► commit d ─► apply ─► OK
-//!                        secondaries learn the committed point from the next Prepare or a GroupCheck
+//!  client ─ClientWrite─► core.client_write ─► Log ∥ Prepare ─► secondaries
+//!  log pipeline ─► core.logged ─┐   prepare answers ─► core.prepare_answered ─┐
+//!                               └──────────► Apply ─► apply pipeline ─► core.applied ─► AnswerWrite
 //! ```
-//!
-//! A prepare that fails makes the primary ask the meta to remove that secondary (see
-//! `reconfigure`); until the configuration changes, what the secondary lacks is resent after a
-//! delay. A new primary re-proposes every uncommitted mutation under its ballot before it serves.
 
 use super::actor::{Replica, WriteWaiter};
+use super::core::{AppliedLookup, Effect, PrepareFailure};
 use super::pipelines::{Applied, LogWritten};
-use super::prepare_list::{PrepareOutcome, Reject};
 use super::validate::validate_write;
-use crate::metrics::{LOG_GROUP_COMMITS, LOG_WRITTEN_BYTES, MUTATIONS_COMMITTED};
+use crate::metrics::{LOG_GROUP_COMMITS, LOG_WRITTEN_BYTES, MUTATIONS_COMMITTED, REPLICA_COUNT};
 use actix::prelude::*;
-use aerie_common::{clock::wall_secs_now, Ballot, Decree, ErrorCode, NodeAddr, WireError, WireResult};
-use aerie_proto::data::{WriteOp, WriteResult};
+use aerie_common::{clock::wall_secs_now, ErrorCode, NodeAddr, WireError, WireResult};
+use aerie_proto::data::WriteResult;
 use aerie_proto::replica::{ClientWrite, GroupCheck, Mutation, Prepare, PrepareAck, ReplicaStatus};
-use aerie_rpc::{Inbound, RpcError};
+use aerie_rpc::Inbound;
+use aerie_storage::Admission;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 impl Replica {
-    fn check_write_capacity(&self) -> WireResult<()> {
-        let members = self.config.as_ref().map(|c| c.replica_count()).unwrap_or(0);
-        if members < self.options.min_replicas_for_write {
-            return Err(WireError::new(
-                ErrorCode::ERR_NOT_ENOUGH_MEMBER,
-                format!(
-                    "{} has {members} replica(s); a write needs at least {}",
-                    self.gpid, self.options.min_replicas_for_write
-                ),
-            ));
+    /// Carries out the core's effects, in order.
+    pub(super) fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        let mut log_queued = false;
+        for effect in effects {
+            match effect {
+                Effect::Log(mutation) => {
+                    self.log.enqueue(mutation);
+                    log_queued = true;
+                }
+                Effect::LogCommitPoint(decree) => {
+                    self.log.enqueue_commit_marker(decree);
+                    log_queued = true;
+                }
+                Effect::Prepare { to, mutation } => self.send_prepare(to, mutation, ctx),
+                Effect::GroupCheck { to, check } => self.send_group_check(to, check),
+                Effect::Apply(mutations) => {
+                    self.remember_committed(&mutations);
+                    self.apply.enqueue(mutations);
+                    self.kick_apply(ctx);
+                }
+                Effect::AnswerWrite { waiter, answer } => {
+                    if let Some(waiter) = self.write_waiters.remove(&waiter) {
+                        self.record_request(waiter.kind, waiter.started, &answer);
+                        let _ = waiter.tx.send(answer);
+                    }
+                }
+                Effect::AnswerPrepare { token, answer } => {
+                    if let Some(tx) = self.ack_waiters.remove(&token) {
+                        let _ = tx.send(answer);
+                    }
+                }
+                Effect::AskMeta(change) => self.ask_meta(change, ctx),
+                Effect::RefreshConfig => self.refresh_config(ctx),
+                Effect::PersistBallot(_) => self.persist_manifest(),
+                Effect::ResendLater(to) => {
+                    ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
+                        let effects = act.core.resend_due(to);
+                        act.run(effects, ctx);
+                    });
+                }
+                Effect::GroupCheckLater => {
+                    ctx.run_later(self.options.group_check_delay, |act, ctx| {
+                        let effects = act.core.group_check_due();
+                        act.run(effects, ctx);
+                    });
+                }
+                Effect::StartLearner(learner) => self.start_learner(learner, ctx),
+                Effect::LearnerDropped {
+                    learner,
+                    reason,
+                    tell_meta,
+                } => self.learner_dropped(learner, &reason, tell_meta),
+                Effect::RoleChanged { from, to } => self.role_changed(from, to),
+                Effect::Serving { committed } => {
+                    info!(gpid = %self.gpid, ballot = self.core.ballot(), committed, "primary reconciled; serving")
+                }
+            }
         }
-        if self.list.uncommitted_count() >= self.options.max_uncommitted {
-            return Err(WireError::new(
-                ErrorCode::ERR_BUSY,
-                format!(
-                    "{} has {} uncommitted writes; a secondary is slow or unreachable",
-                    self.gpid,
-                    self.list.uncommitted_count()
-                ),
-            ));
+        if log_queued {
+            self.kick_log(ctx);
         }
-        Ok(())
     }
 
-    /// Primary: assigns the next decree to `ops`, logs it and prepares it on every secondary.
-    fn propose(&mut self, ops: Vec<WriteOp>, ctx: &mut Context<Self>) -> Decree {
-        let decree = self.next_decree;
-        self.next_decree += 1;
-        let mutation = Arc::new(Mutation {
-            gpid: self.gpid,
-            ballot: self.ballot,
-            decree,
-            last_committed: self.list.last_committed(),
-            timestamp_secs: wall_secs_now(),
-            ops,
-        });
-        let targets = self.prepare_targets();
-        self.list.propose(mutation.clone(), targets.iter().copied());
-        self.log.enqueue(mutation.clone());
-        self.kick_log(ctx);
-        for target in targets {
-            self.send_prepare(target, mutation.clone(), ctx);
+    fn role_changed(&mut self, from: ReplicaStatus, to: ReplicaStatus) {
+        REPLICA_COUNT
+            .with_label_values(&[&self.node_label, Self::role_label(from)])
+            .dec();
+        REPLICA_COUNT
+            .with_label_values(&[&self.node_label, Self::role_label(to)])
+            .inc();
+        info!(gpid = %self.gpid, ballot = self.core.ballot(), %from, %to, "replica role changed");
+        if from == ReplicaStatus::Learner && self.learning.take().is_some() && to == ReplicaStatus::Secondary {
+            info!(gpid = %self.gpid, ballot = self.core.ballot(), "learner upgraded to secondary");
         }
-        decree
     }
 
-    pub(super) fn send_prepare(&self, to: NodeAddr, mutation: Arc<Mutation>, ctx: &mut Context<Self>) {
+    fn send_prepare(&self, to: NodeAddr, mutation: Arc<Mutation>, ctx: &mut Context<Self>) {
         let network = self.network.clone();
+        let (decree, ballot) = (mutation.decree, mutation.ballot);
         let request = Prepare {
-            mutation: Mutation {
-                // Carry the freshest committed point: it lets the secondary commit sooner.
-                last_committed: self.list.last_committed().max(mutation.last_committed),
-                ..(*mutation).clone()
-            },
+            mutation: (*mutation).clone(),
             primary: self.me,
         };
-        let (decree, ballot) = (mutation.decree, mutation.ballot);
         let timeout = self.options.prepare_timeout;
         let call = async move { network.call(to, request, timeout).await };
-        ctx.spawn(
-            call.into_actor(self)
-                .map(move |answer, act, ctx| act.on_prepare_answer(to, decree, ballot, answer, ctx)),
-        );
+        ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
+            let answer = match answer {
+                Ok(Ok(ack)) => Ok(ack),
+                Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => {
+                    warn!(gpid = %act.gpid, ballot, secondary = %to, error = %e, "a secondary is at a newer ballot; refreshing the configuration");
+                    Err(PrepareFailure::NewerBallot(e.to_string()))
+                }
+                Ok(Err(e)) => Err(PrepareFailure::Other(e.to_string())),
+                Err(e) => Err(PrepareFailure::Other(e.to_string())),
+            };
+            if let Err(PrepareFailure::Other(why)) = &answer {
+                debug!(gpid = %act.gpid, decree, ballot, secondary = %to, %why, "prepare failed");
+            }
+            let effects = act.core.prepare_answered(to, decree, ballot, answer);
+            act.run(effects, ctx);
+        }));
     }
 
-    fn on_prepare_answer(
-        &mut self,
-        from: NodeAddr,
-        decree: Decree,
-        ballot: Ballot,
-        answer: Result<WireResult<PrepareAck>, RpcError>,
-        ctx: &mut Context<Self>,
-    ) {
-        if self.status != ReplicaStatus::Primary || self.ballot != ballot {
-            return;
-        }
-        let failure = match answer {
-            Ok(Ok(ack)) => {
-                self.list.ack(ack.decree, from, ack.ballot);
-                self.try_commit(ctx);
-                return;
-            }
-            // The secondary knows a newer ballot: this primary's view is stale.
-            Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION && !self.is_learner(from) => {
-                warn!(gpid = %self.gpid, ballot, secondary = %from, error = %e, "a secondary is at a newer ballot; refreshing the configuration");
-                self.refresh_config(ctx);
-                return;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        if self.is_learner(from) {
-            return self.drop_learner(from, &format!("a prepare failed: {failure}"), ctx);
-        }
-        self.request_removal(from, ctx);
-        // One retry round per secondary, however many prepares to it failed.
-        if self.retry_scheduled.insert(from) {
-            warn!(gpid = %self.gpid, decree, ballot, secondary = %from, %failure, "prepare failed; resending what the secondary lacks shortly");
-            ctx.run_later(self.options.prepare_retry_delay, move |act, ctx| {
-                act.retry_scheduled.remove(&from);
-                act.resend_prepares(from, ctx);
+    /// Sends the committed point to secondaries (fire and forget).
+    fn send_group_check(&self, to: Vec<NodeAddr>, check: GroupCheck) {
+        for secondary in to {
+            let network = self.network.clone();
+            let check = check.clone();
+            let timeout = self.options.prepare_timeout;
+            actix::spawn(async move {
+                if let Err(e) = network.call(secondary, check, timeout).await {
+                    debug!(%secondary, error = %e, "group check not delivered");
+                }
             });
-        }
-    }
-
-    /// Primary: sends `to` again every uncommitted mutation of the current ballot it has not
-    /// acknowledged. (The ballot may have changed since the failure that scheduled this round.)
-    fn resend_prepares(&mut self, to: NodeAddr, ctx: &mut Context<Self>) {
-        if self.status != ReplicaStatus::Primary {
-            return;
-        }
-        let ballot = self.ballot;
-        let owed: Vec<Arc<Mutation>> = self
-            .list
-            .uncommitted()
-            .filter(|e| e.mutation.ballot == ballot && e.awaiting.contains(&to))
-            .map(|e| e.mutation.clone())
-            .collect();
-        for mutation in owed {
-            self.send_prepare(to, mutation, ctx);
         }
     }
 
@@ -166,100 +159,11 @@ impl Replica {
                 LOG_WRITTEN_BYTES.with_label_values(&[&self.node_label]).inc_by(bytes);
                 LOG_GROUP_COMMITS.with_label_values(&[&self.node_label]).inc();
             }
-            Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}")),
+            Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}"), ctx),
         }
-        self.durable_committed = self.durable_committed.max(written.committed);
-        for (decree, ballot) in written.written {
-            self.list.mark_logged(decree, ballot);
-            if let Some(waiters) = self.ack_waiters.remove(&decree) {
-                let (ready, later): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|(b, _)| *b == ballot);
-                for (_, tx) in ready {
-                    let _ = tx.send(Ok(PrepareAck { decree, ballot }));
-                }
-                if !later.is_empty() {
-                    self.ack_waiters.insert(decree, later);
-                }
-            }
-        }
-        match self.status {
-            ReplicaStatus::Primary => self.try_commit(ctx),
-            _ => self.commit_as_secondary(ctx),
-        }
+        let effects = self.core.logged(&written.written, written.committed);
+        self.run(effects, ctx);
         self.kick_log(ctx);
-    }
-
-    /// Primary: commits what is logged and acked everywhere, in decree order.
-    pub(super) fn try_commit(&mut self, ctx: &mut Context<Self>) {
-        let committed = self.list.take_committable();
-        if committed.is_empty() {
-            return;
-        }
-        // Remembered as they commit (not as they apply): a learner joining now gets all of them.
-        self.remember_committed(&committed);
-        self.apply.enqueue(committed);
-        self.kick_apply(ctx);
-        if self.list.uncommitted_count() == 0 {
-            self.schedule_group_check(ctx);
-            self.note_commit_point(ctx);
-        }
-        if !self.serving && self.list.uncommitted_count() == 0 && self.status == ReplicaStatus::Primary {
-            self.serving = true;
-            info!(gpid = %self.gpid, ballot = self.ballot, committed = self.list.last_committed(), "primary reconciled; serving");
-        }
-    }
-
-    pub(super) fn commit_as_secondary(&mut self, ctx: &mut Context<Self>) {
-        let committed = self.list.commit_up_to(self.primary_committed);
-        if !committed.is_empty() {
-            self.remember_committed(&committed);
-            self.apply.enqueue(committed);
-            self.kick_apply(ctx);
-        }
-    }
-
-    /// Writes the committed decree to the log when no mutation is about to carry it, so that a
-    /// restart knows exactly what it may apply (and a rejoin need not learn its own last writes).
-    fn note_commit_point(&mut self, ctx: &mut Context<Self>) {
-        let committed = self.list.last_committed();
-        if committed > self.last_commit_marker {
-            self.last_commit_marker = committed;
-            self.log.enqueue_commit_marker(committed);
-            self.kick_log(ctx);
-        }
-    }
-
-    /// Tells the secondaries the committed point soon, unless a prepare carries it first.
-    fn schedule_group_check(&mut self, ctx: &mut Context<Self>) {
-        if self.group_check_scheduled {
-            return;
-        }
-        self.group_check_scheduled = true;
-        ctx.run_later(self.options.group_check_delay, |act, _| {
-            act.group_check_scheduled = false;
-            act.send_group_check();
-        });
-    }
-
-    /// Primary: sends every secondary the committed point (fire and forget).
-    pub(super) fn send_group_check(&self) {
-        if self.status != ReplicaStatus::Primary {
-            return;
-        }
-        let check = GroupCheck {
-            gpid: self.gpid,
-            ballot: self.ballot,
-            last_committed: self.list.last_committed(),
-        };
-        for secondary in self.secondaries() {
-            let network = self.network.clone();
-            let check = check.clone();
-            let timeout = self.options.prepare_timeout;
-            actix::spawn(async move {
-                if let Err(e) = network.call(secondary, check, timeout).await {
-                    debug!(%secondary, error = %e, "group check not delivered");
-                }
-            });
-        }
     }
 
     fn kick_apply(&mut self, ctx: &mut Context<Self>) {
@@ -276,9 +180,9 @@ impl Replica {
         self.apply.finished();
         let results = match applied.result {
             Ok(results) => results,
-            Err(reason) => return self.mark_broken(format!("applying mutations failed: {reason}")),
+            Err(reason) => return self.mark_broken(format!("applying mutations failed: {reason}"), ctx),
         };
-        let role = if self.status == ReplicaStatus::Primary {
+        let role = if self.core.role() == ReplicaStatus::Primary {
             "primary"
         } else {
             "secondary"
@@ -286,53 +190,11 @@ impl Replica {
         MUTATIONS_COMMITTED
             .with_label_values(&[&self.node_label, role])
             .inc_by(applied.mutations.len() as u64);
-        for (mutation, mut op_results) in applied.mutations.iter().zip(results) {
-            self.last_applied = mutation.decree;
-            if let Some(waiter) = self.write_waiters.remove(&mutation.decree) {
-                let result = if op_results.is_empty() {
-                    Ok(WriteResult::Done)
-                } else {
-                    op_results.swap_remove(0)
-                };
-                self.record_request(waiter.kind, waiter.started, &result);
-                let _ = waiter.tx.send(result);
-            }
-        }
+        let last = applied.mutations.last().map(|m| m.decree).unwrap_or(0);
+        let answers = applied.mutations.iter().map(|m| m.decree).zip(results).collect();
+        let effects = self.core.applied(last, answers);
+        self.run(effects, ctx);
         self.kick_apply(ctx);
-    }
-
-    /// Takes the primary role: re-proposes every uncommitted mutation under the current ballot and
-    /// serves once they are all committed.
-    pub(super) fn become_primary(&mut self, ctx: &mut Context<Self>) {
-        self.forget_learners();
-        self.learning = None;
-        self.set_status(ReplicaStatus::Primary);
-        self.serving = false;
-        self.ack_waiters.clear();
-        let secondaries = self.secondaries();
-        for mutation in self.list.reconcile(self.ballot, &secondaries) {
-            self.log.enqueue(mutation);
-        }
-        self.kick_log(ctx);
-        self.next_decree = self.list.last_prepared() + 1;
-        let inherited: Vec<Arc<Mutation>> = self.list.uncommitted().map(|e| e.mutation.clone()).collect();
-        info!(
-            gpid = %self.gpid,
-            ballot = self.ballot,
-            committed = self.list.last_committed(),
-            inherited = inherited.len(),
-            "becoming primary"
-        );
-        for mutation in inherited {
-            for secondary in &secondaries {
-                self.send_prepare(*secondary, mutation.clone(), ctx);
-            }
-        }
-        self.try_commit(ctx);
-        if self.list.uncommitted_count() == 0 && !self.serving {
-            self.serving = true;
-            info!(gpid = %self.gpid, ballot = self.ballot, "primary serving");
-        }
     }
 }
 
@@ -342,31 +204,37 @@ impl Handler<Inbound<ClientWrite>> for Replica {
     fn handle(&mut self, Inbound(req): Inbound<ClientWrite>, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let kind = req.op.kind();
-        let checked = self
-            .check_primary_ready()
-            .and_then(|_| self.check_write_capacity())
-            .and_then(|_| {
-                validate_write(
-                    &req.op,
-                    self.gpid,
-                    self.app.partition_count,
-                    req.partition_count,
-                    &self.options.limits,
-                )
-            });
-        if let Err(e) = checked {
+        if let Err(e) = validate_write(
+            &req.op,
+            self.gpid,
+            self.app.partition_count,
+            req.partition_count,
+            &self.options.limits,
+        ) {
             let result = Err(e);
             self.record_request(kind, started, &result);
             return Box::pin(async move { result });
         }
-        let decree = self.propose(vec![req.op], ctx);
+        let applied = match &req.request {
+            None => AppliedLookup::NotApplied,
+            Some(request) => match self.engine.session_lookup(request) {
+                Admission::Fresh => AppliedLookup::NotApplied,
+                Admission::Done(answer) => AppliedLookup::Applied(answer),
+                Admission::Stale => AppliedLookup::Stale,
+            },
+        };
+        let waiter = self.next_token();
         let (tx, rx) = oneshot::channel();
-        self.write_waiters.insert(decree, WriteWaiter { tx, kind, started });
+        self.write_waiters.insert(waiter, WriteWaiter { tx, kind, started });
+        let effects = self
+            .core
+            .client_write(waiter, req.request, req.op, applied, &self.gate(), wall_secs_now());
+        self.run(effects, ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(WireError::new(
-                    ErrorCode::ERR_INVALID_STATE,
-                    "the replica stopped before the write completed",
+                    ErrorCode::ERR_OUTCOME_UNKNOWN,
+                    "the replica stopped before the write completed; it may or may not take effect",
                 ))
             })
         })
@@ -377,61 +245,19 @@ impl Handler<Inbound<Prepare>> for Replica {
     type Result = ResponseFuture<WireResult<PrepareAck>>;
 
     fn handle(&mut self, Inbound(req): Inbound<Prepare>, ctx: &mut Self::Context) -> Self::Result {
-        let answer = |r: WireResult<PrepareAck>| -> Self::Result { Box::pin(async move { r }) };
-        let mutation = Arc::new(req.mutation);
-        let (decree, ballot) = (mutation.decree, mutation.ballot);
-        if let Some(reason) = &self.broken {
-            return answer(Err(WireError::new(ErrorCode::ERR_STORAGE, reason.clone())));
-        }
-        if mutation.gpid != self.gpid {
-            return answer(Err(WireError::new(
-                ErrorCode::ERR_INVALID_PARAMETERS,
-                format!("prepare for {} sent to {}", mutation.gpid, self.gpid),
-            )));
-        }
-        if self.status == ReplicaStatus::Primary && ballot <= self.ballot {
-            return answer(Err(WireError::new(
-                ErrorCode::ERR_INVALID_STATE,
-                format!("{} is the primary of {} at ballot {}", self.me, self.gpid, self.ballot),
-            )));
-        }
-        let outcome = match self.list.accept_prepare(mutation.clone(), self.ballot) {
-            Ok(outcome) => outcome,
-            Err(Reject::StaleBallot { ours, theirs }) => {
-                return answer(Err(WireError::new(
-                    ErrorCode::ERR_INVALID_VERSION,
-                    format!(
-                        "prepare at ballot {theirs} is older than ballot {ours} of {}",
-                        self.gpid
-                    ),
-                )))
-            }
-        };
-        if ballot > self.ballot {
-            self.ballot = ballot;
-        }
-        self.primary_committed = self.primary_committed.max(mutation.last_committed);
-        let reply = match outcome {
-            PrepareOutcome::AlreadyCommitted | PrepareOutcome::AlreadyLogged => {
-                answer(Ok(PrepareAck { decree, ballot }))
-            }
-            PrepareOutcome::NeedsLogging => {
-                self.log.enqueue(mutation);
-                self.kick_log(ctx);
-                let (tx, rx) = oneshot::channel();
-                self.ack_waiters.entry(decree).or_default().push((ballot, tx));
-                Box::pin(async move {
-                    rx.await.unwrap_or_else(|_| {
-                        Err(WireError::new(
-                            ErrorCode::ERR_INVALID_STATE,
-                            "the replica stopped before logging",
-                        ))
-                    })
-                })
-            }
-        };
-        self.commit_as_secondary(ctx);
-        reply
+        let token = self.next_token();
+        let (tx, rx) = oneshot::channel();
+        self.ack_waiters.insert(token, tx);
+        let effects = self.core.prepare(token, req.primary, Arc::new(req.mutation));
+        self.run(effects, ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(WireError::new(
+                    ErrorCode::ERR_INVALID_STATE,
+                    "the replica stopped before logging",
+                ))
+            })
+        })
     }
 }
 
@@ -439,24 +265,10 @@ impl Handler<Inbound<GroupCheck>> for Replica {
     type Result = WireResult<()>;
 
     fn handle(&mut self, Inbound(check): Inbound<GroupCheck>, ctx: &mut Self::Context) -> Self::Result {
-        if check.ballot < self.ballot {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_VERSION,
-                format!(
-                    "group check at ballot {} is older than ballot {}",
-                    check.ballot, self.ballot
-                ),
-            ));
-        }
-        if self.status == ReplicaStatus::Primary {
-            return Err(WireError::new(
-                ErrorCode::ERR_INVALID_STATE,
-                "a primary does not take group checks",
-            ));
-        }
-        self.primary_committed = self.primary_committed.max(check.last_committed);
-        self.commit_as_secondary(ctx);
-        self.note_commit_point(ctx);
+        let effects = self
+            .core
+            .group_checked(check.primary, check.ballot, check.last_committed)?;
+        self.run(effects, ctx);
         Ok(())
     }
 }

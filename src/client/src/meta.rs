@@ -45,6 +45,8 @@ pub(crate) struct ClientInner {
     leader: AtomicUsize,
     pub(crate) options: ClientOptions,
     tables: Mutex<HashMap<String, Table>>,
+    /// Makes this client's retried writes take effect once.
+    session: crate::session::ClientSession,
 }
 
 impl Client {
@@ -64,6 +66,7 @@ impl Client {
                 leader: AtomicUsize::new(0),
                 options,
                 tables: Mutex::new(HashMap::new()),
+                session: crate::session::ClientSession::new(),
             }),
         })
     }
@@ -74,6 +77,15 @@ impl Client {
 
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    pub(crate) fn session(&self) -> &crate::session::ClientSession {
+        &self.inner.session
+    }
+
+    /// The id of this client's session (every write it sends carries it).
+    pub fn session_id(&self) -> u64 {
+        self.inner.session.id()
     }
 
     pub fn meta_servers(&self) -> &[NodeAddr] {

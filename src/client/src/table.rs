@@ -1,12 +1,12 @@
 //! A table handle: routing cache and the data operations.
 
 use crate::meta::Client;
+use crate::retry::{classify_answer, classify_rpc, Attempts, CallKind, Class};
 use aerie_common::{partition_index, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::data::{CheckAndSet, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp, WriteResult};
 use aerie_proto::meta::{AppInfo, AppState};
 use aerie_proto::replica::{ClientRead, ClientWrite};
 use aerie_proto::Rpc;
-use aerie_rpc::RpcError;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -26,37 +26,6 @@ pub type ScanCursor = (Vec<u8>, Vec<u8>);
 
 fn unexpected(what: &str) -> WireError {
     WireError::new(ErrorCode::ERR_INVALID_DATA, format!("unexpected answer to {what}"))
-}
-
-/// How a failed attempt may be retried.
-enum Retry {
-    /// The request certainly did not take effect (refused, or never sent).
-    Safe,
-    /// It may have taken effect (timeout, connection lost mid-call).
-    Ambiguous,
-    Never,
-}
-
-fn classify_rpc(e: &RpcError) -> Retry {
-    match e {
-        RpcError::Connect { .. } | RpcError::Blocked { .. } => Retry::Safe,
-        RpcError::Timeout { .. } | RpcError::ConnectionLost { .. } => Retry::Ambiguous,
-        RpcError::Remote { .. } | RpcError::Codec(_) => Retry::Never,
-    }
-}
-
-fn classify_answer(e: &WireError) -> Retry {
-    match e.code {
-        ErrorCode::ERR_NOT_PRIMARY
-        | ErrorCode::ERR_OBJECT_NOT_FOUND
-        | ErrorCode::ERR_INVALID_STATE
-        | ErrorCode::ERR_NOT_ENOUGH_MEMBER
-        | ErrorCode::ERR_BUSY
-        | ErrorCode::ERR_FORWARD_TO_OTHERS
-        | ErrorCode::ERR_SHUTTING_DOWN => Retry::Safe,
-        ErrorCode::ERR_TIMEOUT => Retry::Ambiguous,
-        _ => Retry::Never,
-    }
 }
 
 impl Table {
@@ -111,63 +80,59 @@ impl Table {
         Ok(())
     }
 
-    /// Sends a request to a partition's primary, refreshing and retrying per the module rules.
-    async fn call_primary<M, T>(&self, pidx: u32, retry_ambiguous: bool, make: impl Fn(Gpid, u32) -> M) -> WireResult<T>
+    /// Sends a request to a partition's primary. After any failure the routing is refreshed and
+    /// the request tried again with backoff, each attempt within a share of the deadline, until
+    /// the call's timeout (see `retry`).
+    async fn call_primary<M, T>(&self, pidx: u32, kind: CallKind, make: impl Fn(Gpid, u32) -> M) -> WireResult<T>
     where
         M: Rpc<Response = WireResult<T>>,
     {
         let timeout = self.client.options().timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
+        let mut attempts = Attempts::new(kind, timeout);
         loop {
             let routing = self.routing();
             let gpid = Gpid::new(routing.info.app_id, pidx);
             let config = &routing.partitions[pidx as usize];
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let (error, retry) = match config.primary {
+            let (error, class) = match config.primary {
                 None => (
                     WireError::new(ErrorCode::ERR_INVALID_STATE, format!("partition {gpid} has no primary")),
-                    Retry::Safe,
+                    Class::NotApplied,
                 ),
                 Some(primary) => match self
                     .client
                     .network()
-                    .call(primary, make(gpid, routing.info.partition_count), remaining)
+                    .call(
+                        primary,
+                        make(gpid, routing.info.partition_count),
+                        attempts.attempt_timeout(remaining),
+                    )
                     .await
                 {
                     Ok(Ok(value)) => return Ok(value),
                     Ok(Err(e)) => {
-                        let retry = classify_answer(&e);
-                        (e, retry)
+                        let class = classify_answer(&e);
+                        (e, class)
                     }
                     Err(e) => {
-                        let retry = classify_rpc(&e);
-                        (WireError::from(e), retry)
+                        let class = classify_rpc(&e);
+                        (WireError::from(e), class)
                     }
                 },
             };
-            let retriable = match retry {
-                Retry::Safe => true,
-                Retry::Ambiguous => retry_ambiguous,
-                Retry::Never => false,
-            };
-            if !retriable {
+            if let Some(error) = attempts.failed(error, class, gpid) {
                 return Err(error);
             }
             if Instant::now() + backoff >= deadline {
-                return Err(WireError::new(
-                    ErrorCode::ERR_TIMEOUT,
-                    format!(
-                        "gave up on {gpid} after {} ms; last error: {error}",
-                        timeout.as_millis()
-                    ),
-                ));
+                return Err(attempts.give_up(gpid));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if let Err(e) = self.refresh_after(&routing).await {
                 if e.code == ErrorCode::ERR_APP_NOT_EXIST {
-                    return Err(e);
+                    return Err(attempts.failed(e, Class::Final, gpid).expect("final"));
                 }
             }
         }
@@ -177,13 +142,17 @@ impl Table {
         partition_index(hash_key, sort_key, self.partition_count())
     }
 
+    /// Applies one write, at most once however often it is retried (it carries the client's
+    /// session). `ERR_OUTCOME_UNKNOWN` means it may or may not have taken effect.
     pub async fn write(&self, op: WriteOp) -> WireResult<WriteResult> {
         let pidx = self.pidx_of(op.hash_key(), op.first_sort_key());
-        let idempotent = !matches!(op, WriteOp::Incr { .. } | WriteOp::CheckAndSet(_));
-        self.call_primary(pidx, idempotent, |gpid, partition_count| ClientWrite {
+        let session = self.client.session();
+        let ticket = session.begin();
+        self.call_primary(pidx, CallKind::Write, |gpid, partition_count| ClientWrite {
             gpid,
             partition_count,
             op: op.clone(),
+            request: Some(session.request(ticket.seq)),
         })
         .await
     }
@@ -204,7 +173,7 @@ impl Table {
     }
 
     async fn read_partition(&self, pidx: u32, op: ReadOp) -> WireResult<ReadResult> {
-        self.call_primary(pidx, true, |gpid, partition_count| ClientRead {
+        self.call_primary(pidx, CallKind::Read, |gpid, partition_count| ClientRead {
             gpid,
             partition_count,
             op: op.clone(),

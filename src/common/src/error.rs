@@ -35,6 +35,10 @@ pub enum ErrorCode {
     ERR_UNKNOWN_COMMAND,
     /// The server is starting (e.g. a meta loading its state): try again shortly.
     ERR_SERVICE_NOT_ACTIVE,
+    /// A write may or may not have taken effect: it was proposed, then its replica stepped down,
+    /// lost its lease or closed, or the client gave up waiting. Read the key to find out; a retry
+    /// with the same client session is applied at most once.
+    ERR_OUTCOME_UNKNOWN,
 }
 
 impl ErrorCode {
@@ -66,6 +70,7 @@ impl ErrorCode {
             ErrorCode::ERR_SHUTTING_DOWN => "ERR_SHUTTING_DOWN",
             ErrorCode::ERR_UNKNOWN_COMMAND => "ERR_UNKNOWN_COMMAND",
             ErrorCode::ERR_SERVICE_NOT_ACTIVE => "ERR_SERVICE_NOT_ACTIVE",
+            ErrorCode::ERR_OUTCOME_UNKNOWN => "ERR_OUTCOME_UNKNOWN",
         }
     }
 

@@ -168,6 +168,11 @@ pub struct Beacon {
 pub struct BeaconAck {
     pub is_leader: bool,
     pub leader: Option<NodeAddr>,
+    /// The leader's name for this life of the server: it changes whenever the meta declared the
+    /// server dead in between (and with every new leader). Configurations made for another
+    /// incarnation are ignored.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// What a replica server holds for one partition, reported in config sync.
@@ -180,6 +185,10 @@ pub struct ReplicaReport {
     /// Bytes the replica's data takes on disk (what a copy of it would move).
     #[serde(default)]
     pub data_bytes: u64,
+    /// Set when the replica cannot serve (it failed to open, or its storage failed): the meta
+    /// replaces it.
+    #[serde(default)]
+    pub broken: Option<String>,
 }
 
 /// A replica server asks which partitions it should serve, and in which role.
@@ -198,6 +207,9 @@ pub struct ConfigSyncResponse {
     /// Replicas the node reported that their fully healthy partitions no longer need.
     #[serde(default)]
     pub gc_replicas: Vec<Gpid>,
+    /// The incarnation of the node this answer was made for (see [`BeaconAck`]).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A change a primary asks the meta to make to its partition's configuration.

@@ -6,12 +6,47 @@ use crate::meta::{AppInfo, PartitionConfig};
 use aerie_common::{Ballot, Decree, Gpid, NodeAddr, WireResult};
 use serde::{Deserialize, Serialize};
 
+/// Who sent a write, so that a retry of it takes effect at most once.
+///
+/// `client` names one client session (chosen at random when the client starts); `seq` numbers its
+/// writes; `acked_below` says every write of the session numbered below it has been answered (or
+/// given up), so replicas may forget those answers. A retry carries the same `client` and `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub client: u64,
+    pub seq: u64,
+    pub acked_below: u64,
+}
+
+impl ClientRequest {
+    /// The identity of the request, without the session's acknowledged point.
+    pub fn key(&self) -> (u64, u64) {
+        (self.client, self.seq)
+    }
+}
+
 /// A client write, sent to the partition's primary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientWrite {
     pub gpid: Gpid,
     pub partition_count: u32,
     pub op: WriteOp,
+    /// Absent for writes that need no deduplication (tools, tests).
+    pub request: Option<ClientRequest>,
+}
+
+/// One operation of a mutation, with the client request it carries out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutationOp {
+    pub request: Option<ClientRequest>,
+    pub op: WriteOp,
+}
+
+impl MutationOp {
+    /// An operation no client session asked for.
+    pub fn plain(op: WriteOp) -> Self {
+        MutationOp { request: None, op }
+    }
 }
 
 /// A client read, sent to the partition's primary.
@@ -32,7 +67,8 @@ pub struct Mutation {
     pub last_committed: Decree,
     /// Wall time chosen by the primary, so that every replica evaluates TTLs identically.
     pub timestamp_secs: u64,
-    pub ops: Vec<WriteOp>,
+    /// Empty for a no-op (a new primary fills holes of its prepare list with them).
+    pub ops: Vec<MutationOp>,
 }
 
 /// Primary to secondary: log this mutation and acknowledge.
@@ -49,11 +85,12 @@ pub struct PrepareAck {
 }
 
 /// Primary to secondary: the committed point moved (sent when no prepare is going to carry it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupCheck {
     pub gpid: Gpid,
     pub ballot: Ballot,
     pub last_committed: Decree,
+    pub primary: NodeAddr,
 }
 
 /// Meta to replica server: serve this partition as the configuration says (or let it go).
@@ -61,6 +98,9 @@ pub struct GroupCheck {
 pub struct ConfigUpdate {
     pub app: AppInfo,
     pub config: PartitionConfig,
+    /// The meta's incarnation of the receiving server when it made this change: a server whose
+    /// current lease belongs to another incarnation (it was declared dead meanwhile) ignores it.
+    pub incarnation: u64,
 }
 
 /// Meta to a partition's primary: add `learner` as a secondary; it learns first.
@@ -114,6 +154,9 @@ pub struct ReplicaInfo {
     pub data_dir: String,
     /// Bytes of data (SST files and memtables).
     pub data_bytes: u64,
+    /// Why the replica is out of service, if it is (storage failed, or it could not be opened).
+    #[serde(default)]
+    pub broken: Option<String>,
 }
 
 /// Lists every replica a replica server holds.

@@ -5,7 +5,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const MAGIC: [u8; 4] = *b"AERI";
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: writes carry their client request; mutations carry it per operation.
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const PREAMBLE_LEN: usize = 8;
 /// Upper bound on what a decoder may allocate for one message, whatever a length field claims.
 pub const DECODE_LIMIT: usize = 64 * 1024 * 1024;

@@ -4,18 +4,20 @@
 //! which the log below the applied decree may be dropped.
 //!
 //! Every operation is deterministic given the mutation: TTLs are evaluated against the timestamp the
-//! primary put in the mutation, never against the replica's own clock.
+//! primary put in the mutation, never against the replica's own clock. What each operation does is
+//! in `apply.rs` (shared with the simulator); the client sessions that make retries take effect once
+//! are kept in memory and written in the same batch as the data they describe.
 
+use crate::apply::{apply_mutations, BaseRead};
 use crate::error::StorageError;
 use crate::key::{
-    decode_key, decode_value, encode_key, encode_value, expire_ts_for, hash_key_range, is_expired,
-    LAST_APPLIED_DECREE_KEY, META_PREFIX,
+    decode_key, decode_value, encode_key, hash_key_range, is_expired, session_key, LAST_APPLIED_DECREE_KEY,
+    META_PREFIX, SESSION_PREFIX, SESSION_SWEEP_KEY,
 };
-use aerie_common::{Decree, ErrorCode, WireError, WireResult};
-use aerie_proto::data::{
-    CheckAndSet, CheckType, ReadOp, ReadResult, Record, SortKeyRange, TtlUpdate, WriteOp, WriteResult,
-};
-use aerie_proto::replica::Mutation;
+use crate::session::{Admission, Session, SessionTable};
+use aerie_common::{Decree, WireResult};
+use aerie_proto::data::{ReadOp, ReadResult, Record, SortKeyRange, WriteResult};
+use aerie_proto::replica::{ClientRequest, Mutation};
 use crc::{Crc, CRC_64_XZ};
 use rocksdb::{
     BlockBasedOptions, Cache, CompactionDecision, DBCompressionType, Options, ReadOptions, WriteBatch,
@@ -24,6 +26,7 @@ use rocksdb::{
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Resources shared by every replica of a process.
 #[derive(Clone)]
@@ -46,6 +49,48 @@ impl EngineOptions {
 pub struct Engine {
     db: DB,
     path: PathBuf,
+    /// The client sessions as of the last applied decree (see `session.rs`).
+    sessions: Mutex<SessionTable>,
+    /// Dropped after `db` (fields drop in order): the path is free once RocksDB is closed.
+    _open: OpenPath,
+}
+
+/// How long opening a path waits for this process's previous engine on it to close.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The RocksDB paths this process has open. RocksDB refuses a second open of a locked path
+/// ("lock hold by current process"), and the previous engine of a replica may still be closing
+/// (its last holders finishing a read or an apply): opening waits for it instead of failing.
+static OPEN_PATHS: std::sync::LazyLock<(Mutex<std::collections::HashSet<PathBuf>>, std::sync::Condvar)> =
+    std::sync::LazyLock::new(Default::default);
+
+struct OpenPath(PathBuf);
+
+impl OpenPath {
+    fn claim(path: &Path) -> Result<OpenPath, StorageError> {
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let (open, closed) = &*OPEN_PATHS;
+        let guard = open.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut guard, waited) = closed
+            .wait_timeout_while(guard, REOPEN_WAIT, |open| open.contains(&path))
+            .unwrap_or_else(|p| p.into_inner());
+        if waited.timed_out() {
+            return Err(StorageError::StillOpen {
+                path,
+                waited_secs: REOPEN_WAIT.as_secs(),
+            });
+        }
+        guard.insert(path.clone());
+        Ok(OpenPath(path))
+    }
+}
+
+impl Drop for OpenPath {
+    fn drop(&mut self) {
+        let (open, closed) = &*OPEN_PATHS;
+        open.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+        closed.notify_all();
+    }
 }
 
 /// A digest of a replica's data at its applied decree.
@@ -56,12 +101,10 @@ pub struct ReplicaChecksum {
     pub checksum: u64,
 }
 
-fn invalid(detail: impl Into<String>) -> WireError {
-    WireError::new(ErrorCode::ERR_INVALID_PARAMETERS, detail)
-}
-
 impl Engine {
     pub fn open(path: &Path, options: &EngineOptions) -> Result<Engine, StorageError> {
+        std::fs::create_dir_all(path).map_err(StorageError::io(path))?;
+        let open = OpenPath::claim(path)?;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&options.block_cache);
         table.set_bloom_filter(10.0, false);
@@ -88,10 +131,28 @@ impl Engine {
             path: path.to_path_buf(),
             source,
         })?;
+        let sessions = load_sessions(&db, path)?;
         Ok(Engine {
             db,
             path: path.to_path_buf(),
+            sessions: Mutex::new(sessions),
+            _open: open,
         })
+    }
+
+    fn session_table(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        // A panic while holding the lock cannot leave a half-merged table: merging is the last step.
+        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a client request was applied here, and what it answered.
+    pub fn session_lookup(&self, request: &ClientRequest) -> Admission {
+        self.session_table().lookup(request)
+    }
+
+    /// How many client sessions this replica remembers.
+    pub fn session_count(&self) -> usize {
+        self.session_table().len()
     }
 
     fn rocks(&self) -> impl FnOnce(rocksdb::Error) -> StorageError + '_ {
@@ -122,25 +183,30 @@ impl Engine {
         let Some(last) = mutations.last().map(Borrow::borrow) else {
             return Ok(Vec::new());
         };
-        let mut batch = Batch {
-            engine: self,
-            batch: WriteBatch::default(),
-            overlay: HashMap::new(),
-        };
-        let mut results = Vec::with_capacity(mutations.len());
-        for mutation in mutations.iter().map(Borrow::borrow) {
-            let mut op_results = Vec::with_capacity(mutation.ops.len());
-            for op in &mutation.ops {
-                op_results.push(batch.apply_op(op, mutation.timestamp_secs)?);
+        let mut sessions = self.session_table();
+        let applied = apply_mutations(self, &sessions, mutations)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in &applied.writes {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
             }
-            results.push(op_results);
         }
-        let mut batch = batch.batch;
+        for (client, session) in &applied.sessions.sessions {
+            match session {
+                Some(session) => batch.put(session_key(*client), encode_session(session)?),
+                None => batch.delete(session_key(*client)),
+            }
+        }
+        if let Some(at) = applied.sessions.last_sweep_secs {
+            batch.put(SESSION_SWEEP_KEY, at.to_be_bytes());
+        }
         batch.put(LAST_APPLIED_DECREE_KEY, last.decree.to_be_bytes());
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
         self.db.write_opt(batch, &write_options).map_err(self.rocks())?;
-        Ok(results)
+        sessions.merge(applied.sessions);
+        Ok(applied.answers)
     }
 
     /// Makes everything applied so far durable.
@@ -388,12 +454,74 @@ impl Engine {
             iter.next();
         }
         iter.status().map_err(self.rocks())?;
+        // The client sessions are replicated state too: every replica must hold the same.
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_upper_bound(crate::key::successor(SESSION_PREFIX).expect("a prefix"));
+        let mut iter = snapshot.raw_iterator_opt(read_options);
+        iter.seek(SESSION_PREFIX);
+        while iter.valid() {
+            let (Some(key), Some(raw)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            digest.update(&(key.len() as u32).to_le_bytes());
+            digest.update(key);
+            digest.update(&(raw.len() as u32).to_le_bytes());
+            digest.update(raw);
+            iter.next();
+        }
+        iter.status().map_err(self.rocks())?;
         Ok(ReplicaChecksum {
             last_applied,
             record_count,
             checksum: digest.finalize(),
         })
     }
+}
+
+impl BaseRead for Engine {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get(key).map_err(self.rocks())
+    }
+}
+
+fn session_codec() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+}
+
+fn encode_session(session: &Session) -> Result<Vec<u8>, StorageError> {
+    bincode::serde::encode_to_vec(session, session_codec())
+        .map_err(|e| StorageError::Corrupt(format!("cannot encode a client session: {e}")))
+}
+
+/// Reads every stored client session.
+fn load_sessions(db: &DB, path: &Path) -> Result<SessionTable, StorageError> {
+    let rocks = |source| StorageError::Rocks {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut sessions = HashMap::new();
+    let mut read_options = ReadOptions::default();
+    read_options.set_iterate_upper_bound(crate::key::successor(SESSION_PREFIX).expect("a prefix"));
+    let mut iter = db.raw_iterator_opt(read_options);
+    iter.seek(SESSION_PREFIX);
+    while iter.valid() {
+        let (Some(key), Some(raw)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        let id: [u8; 8] = key[SESSION_PREFIX.len()..]
+            .try_into()
+            .map_err(|_| StorageError::Corrupt(format!("bad session key {key:?} in {}", path.display())))?;
+        let (session, _): (Session, _) = bincode::serde::decode_from_slice(raw, session_codec())
+            .map_err(|e| StorageError::Corrupt(format!("bad client session in {}: {e}", path.display())))?;
+        sessions.insert(u64::from_be_bytes(id), session);
+        iter.next();
+    }
+    iter.status().map_err(rocks)?;
+    let last_sweep = match db.get(SESSION_SWEEP_KEY).map_err(rocks)? {
+        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes[..].try_into().expect("8 bytes")),
+        _ => 0,
+    };
+    Ok(SessionTable::new(sessions, last_sweep))
 }
 
 /// Count and size limits of a multi-get; 0 means unlimited.
@@ -421,183 +549,6 @@ impl Limits {
             *left = left.saturating_sub(bytes as u64);
         }
         true
-    }
-}
-
-/// A write batch under construction, with the values it already wrote visible to later operations.
-struct Batch<'a> {
-    engine: &'a Engine,
-    batch: WriteBatch,
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl Batch<'_> {
-    /// The live value (expiry, user value) of a key as this batch sees it.
-    fn get(&self, key: &[u8], now_secs: u64) -> Result<Option<(u32, Vec<u8>)>, StorageError> {
-        match self.overlay.get(key) {
-            Some(None) => Ok(None),
-            Some(Some(raw)) => Ok(decode_value(raw)
-                .filter(|(expire_ts, _)| !is_expired(*expire_ts, now_secs))
-                .map(|(expire_ts, value)| (expire_ts, value.to_vec()))),
-            None => self.engine.get_live(key, now_secs),
-        }
-    }
-
-    fn put(&mut self, key: Vec<u8>, expire_ts: u32, value: &[u8]) {
-        let raw = encode_value(expire_ts, value);
-        self.batch.put(&key, &raw);
-        self.overlay.insert(key, Some(raw));
-    }
-
-    fn delete(&mut self, key: Vec<u8>) {
-        self.batch.delete(&key);
-        self.overlay.insert(key, None);
-    }
-
-    fn apply_op(&mut self, op: &WriteOp, now_secs: u64) -> Result<WireResult<WriteResult>, StorageError> {
-        Ok(match op {
-            WriteOp::Put {
-                hash_key,
-                sort_key,
-                value,
-                ttl_secs,
-            } => {
-                self.put(
-                    encode_key(hash_key, sort_key),
-                    expire_ts_for(*ttl_secs, now_secs),
-                    value,
-                );
-                Ok(WriteResult::Done)
-            }
-            WriteOp::MultiPut {
-                hash_key,
-                kvs,
-                ttl_secs,
-            } => {
-                if kvs.is_empty() {
-                    return Ok(Err(invalid("multi_set needs at least one sort key and value")));
-                }
-                for (sort_key, value) in kvs {
-                    self.put(
-                        encode_key(hash_key, sort_key),
-                        expire_ts_for(*ttl_secs, now_secs),
-                        value,
-                    );
-                }
-                Ok(WriteResult::Done)
-            }
-            WriteOp::Remove { hash_key, sort_key } => {
-                self.delete(encode_key(hash_key, sort_key));
-                Ok(WriteResult::Done)
-            }
-            WriteOp::MultiRemove { hash_key, sort_keys } => {
-                if sort_keys.is_empty() {
-                    return Ok(Err(invalid("multi_del needs at least one sort key")));
-                }
-                for sort_key in sort_keys {
-                    self.delete(encode_key(hash_key, sort_key));
-                }
-                Ok(WriteResult::Removed {
-                    count: sort_keys.len() as u64,
-                })
-            }
-            WriteOp::Incr {
-                hash_key,
-                sort_key,
-                increment,
-                ttl,
-            } => self.incr(encode_key(hash_key, sort_key), *increment, *ttl, now_secs)?,
-            WriteOp::CheckAndSet(cas) => self.check_and_set(cas, now_secs)?,
-        })
-    }
-
-    fn incr(
-        &mut self,
-        key: Vec<u8>,
-        increment: i64,
-        ttl: TtlUpdate,
-        now_secs: u64,
-    ) -> Result<WireResult<WriteResult>, StorageError> {
-        let (old_expire, old_value) = match self.get(&key, now_secs)? {
-            Some((expire_ts, value)) => (expire_ts, parse_int(&value)),
-            None => (0, Ok(0)),
-        };
-        let old_value = match old_value {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        let Some(new_value) = old_value.checked_add(increment) else {
-            return Ok(Err(invalid(format!("incr overflows: {old_value} + {increment}"))));
-        };
-        let expire_ts = match ttl {
-            TtlUpdate::Keep => old_expire,
-            TtlUpdate::Clear => 0,
-            TtlUpdate::Set(secs) => expire_ts_for(secs, now_secs),
-        };
-        self.put(key, expire_ts, new_value.to_string().as_bytes());
-        Ok(Ok(WriteResult::Incremented { new_value }))
-    }
-
-    fn check_and_set(&mut self, cas: &CheckAndSet, now_secs: u64) -> Result<WireResult<WriteResult>, StorageError> {
-        let current = self.get(&encode_key(&cas.hash_key, &cas.check_sort_key), now_secs)?;
-        let current_value = current.map(|(_, v)| v);
-        let passed = match check(&cas.check, current_value.as_deref()) {
-            Ok(passed) => passed,
-            Err(e) => return Ok(Err(e)),
-        };
-        if passed {
-            self.put(
-                encode_key(&cas.hash_key, &cas.set_sort_key),
-                expire_ts_for(cas.set_ttl_secs, now_secs),
-                &cas.set_value,
-            );
-        }
-        Ok(Ok(WriteResult::CheckAndSet {
-            set_succeeded: passed,
-            check_value: if cas.return_check_value { current_value } else { None },
-        }))
-    }
-}
-
-fn parse_int(value: &[u8]) -> WireResult<i64> {
-    if value.is_empty() {
-        return Ok(0);
-    }
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .ok_or_else(|| invalid("the stored value is not an integer"))
-}
-
-/// Evaluates a check-and-set condition on the current value (`None` when absent).
-fn check(check: &CheckType, value: Option<&[u8]>) -> WireResult<bool> {
-    let exists = value.is_some();
-    let v = value.unwrap_or_default();
-    let int = |operand: &i64, cmp: fn(i64, i64) -> bool| -> WireResult<bool> {
-        match value {
-            None => Ok(false),
-            Some(v) => parse_int(v).map(|x| cmp(x, *operand)),
-        }
-    };
-    match check {
-        CheckType::NoCheck => Ok(true),
-        CheckType::ValueNotExist => Ok(!exists),
-        CheckType::ValueNotExistOrEmpty => Ok(v.is_empty()),
-        CheckType::ValueExist => Ok(exists),
-        CheckType::ValueNotEmpty => Ok(!v.is_empty()),
-        CheckType::ValueMatchAnywhere(op) => Ok(exists && (op.is_empty() || v.windows(op.len()).any(|w| w == op))),
-        CheckType::ValueMatchPrefix(op) => Ok(exists && v.starts_with(op)),
-        CheckType::ValueMatchPostfix(op) => Ok(exists && v.ends_with(op)),
-        CheckType::ValueBytesLess(op) => Ok(exists && v < op.as_slice()),
-        CheckType::ValueBytesLessOrEqual(op) => Ok(exists && v <= op.as_slice()),
-        CheckType::ValueBytesEqual(op) => Ok(exists && v == op.as_slice()),
-        CheckType::ValueBytesGreaterOrEqual(op) => Ok(exists && v >= op.as_slice()),
-        CheckType::ValueBytesGreater(op) => Ok(exists && v > op.as_slice()),
-        CheckType::ValueIntLess(op) => int(op, |a, b| a < b),
-        CheckType::ValueIntLessOrEqual(op) => int(op, |a, b| a <= b),
-        CheckType::ValueIntEqual(op) => int(op, |a, b| a == b),
-        CheckType::ValueIntGreaterOrEqual(op) => int(op, |a, b| a >= b),
-        CheckType::ValueIntGreater(op) => int(op, |a, b| a > b),
     }
 }
 

@@ -20,6 +20,8 @@ pub enum StorageError {
     CorruptLog { path: PathBuf, offset: u64, reason: String },
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error("{} is still open in this process after {waited_secs} s", path.display())]
+    StillOpen { path: PathBuf, waited_secs: u64 },
 }
 
 impl StorageError {

@@ -7,6 +7,16 @@
 
 pub const META_PREFIX: [u8; 2] = [0xff, 0xff];
 pub const LAST_APPLIED_DECREE_KEY: &[u8] = b"\xff\xff/last_applied_decree";
+/// Client sessions: this prefix, then the session id as 8 big-endian bytes (see `session.rs`).
+pub const SESSION_PREFIX: &[u8] = b"\xff\xff/session/";
+/// When silent sessions were last swept (mutation time, 8 big-endian bytes).
+pub const SESSION_SWEEP_KEY: &[u8] = b"\xff\xff/session_sweep";
+
+pub fn session_key(client: u64) -> Vec<u8> {
+    let mut key = SESSION_PREFIX.to_vec();
+    key.extend_from_slice(&client.to_be_bytes());
+    key
+}
 /// The longest hash key the encoding admits.
 pub const MAX_HASH_KEY_LEN: usize = 0xfffe;
 

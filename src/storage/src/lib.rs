@@ -11,11 +11,14 @@
 //! runs without its own WAL because the mutation log is the write-ahead log; a torn or corrupt record at
 //! the log's tail is cut off and never applied, while corruption before the tail refuses to open.
 
+pub mod apply;
 mod engine;
 mod error;
 pub mod key;
 mod log;
+pub mod session;
 
 pub use engine::{Engine, EngineOptions, ReplicaChecksum};
 pub use error::StorageError;
 pub use log::{op_size, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};
+pub use session::{Admission, SessionTable};

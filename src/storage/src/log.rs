@@ -429,7 +429,7 @@ fn contiguous_batch(
         if *decree != expected || (batch.bytes >= max_bytes && batch.count > 0) {
             break;
         }
-        batch.bytes += mutation.ops.iter().map(op_size).sum::<usize>() + 64;
+        batch.bytes += mutation.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() + 64;
         batch.count += 1;
         batch.last = *decree;
     }
@@ -463,6 +463,7 @@ mod tests {
     use super::*;
     use aerie_common::Gpid;
     use aerie_proto::data::WriteOp;
+    use aerie_proto::replica::MutationOp;
 
     fn mutation(decree: Decree) -> Mutation {
         Mutation {
@@ -471,12 +472,12 @@ mod tests {
             decree,
             last_committed: decree - 1,
             timestamp_secs: 1_700_000_000,
-            ops: vec![WriteOp::Put {
+            ops: vec![MutationOp::plain(WriteOp::Put {
                 hash_key: format!("h{decree}").into_bytes(),
                 sort_key: b"s".to_vec(),
                 value: vec![7; 100],
                 ttl_secs: 0,
-            }],
+            })],
         }
     }
 
@@ -647,6 +648,7 @@ mod reading_tests {
     use super::*;
     use aerie_common::Gpid;
     use aerie_proto::data::WriteOp;
+    use aerie_proto::replica::MutationOp;
 
     fn mutation(decree: Decree, ballot: i64) -> Mutation {
         Mutation {
@@ -655,12 +657,12 @@ mod reading_tests {
             decree,
             last_committed: decree - 1,
             timestamp_secs: 0,
-            ops: vec![WriteOp::Put {
+            ops: vec![MutationOp::plain(WriteOp::Put {
                 hash_key: b"h".to_vec(),
                 sort_key: decree.to_string().into_bytes(),
                 value: vec![1; 50],
                 ttl_secs: 0,
-            }],
+            })],
         }
     }
 

@@ -289,7 +289,8 @@ impl ServerState {
         let from = progress.the_move.from;
         let ballot = config.ballot;
         progress.confirming = Some(ballot);
-        let pushes: Vec<_> = Self::pushes_for_partition(app, &config, [from])
+        let pushes: Vec<_> = self
+            .pushes_for_partition(app, &config, [from])
             .into_iter()
             .filter(|(node, _)| *node == from)
             .collect();

@@ -86,8 +86,17 @@ impl ServerState {
             let table_load = self.loads(Some(app.info.app_id));
             // A moving partition is left to its move (which ends if one of its nodes dies).
             for partition in app.partitions.iter().filter(|p| !self.moves.contains_key(&p.gpid)) {
+                // A replica reported out of service counts as gone, for this partition only.
+                let serving: BTreeSet<NodeAddr>;
+                let alive = match self.broken.get(&partition.gpid) {
+                    Some(broken) => {
+                        serving = alive.difference(broken).copied().collect();
+                        &serving
+                    }
+                    None => &alive,
+                };
                 let view = ClusterView {
-                    alive: &alive,
+                    alive,
                     total_load: &total_load,
                     table_load: &table_load,
                     dropped_at: self.dropped_at.get(&partition.gpid).unwrap_or(&empty_drops),
@@ -245,7 +254,7 @@ impl ServerState {
             .members()
             .filter(|n| !next.is_member(*n) && self.nodes.get(n) == Some(&true))
             .collect();
-        let pushes = Self::pushes_for_partition(&info, &next, left);
+        let pushes = self.pushes_for_partition(&info, &next, left);
         let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
         actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
         self.after_move_change(&next, ctx);

@@ -101,6 +101,12 @@ pub struct ServerState {
     next_app_id: AppId,
     /// Replica servers and whether they are alive (as the failure detector says).
     nodes: BTreeMap<NodeAddr, bool>,
+    /// The incarnation of each live node's current life (see `failure_detector`): configurations
+    /// made for a node carry it.
+    incarnations: BTreeMap<NodeAddr, u64>,
+    /// Replicas their nodes reported out of service (failed to open, storage failed): the cure
+    /// treats them as gone.
+    broken: BTreeMap<Gpid, BTreeSet<NodeAddr>>,
     failure_detector: Addr<FailureDetector>,
     /// What live nodes last reported about their replicas (for dead partitions).
     reports: BTreeMap<Gpid, BTreeMap<NodeAddr, ReplicaState>>,
@@ -186,6 +192,8 @@ impl ServerState {
             apps: BTreeMap::new(),
             next_app_id: 1,
             nodes: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            broken: BTreeMap::new(),
             failure_detector,
             reports: BTreeMap::new(),
             dropped_at: BTreeMap::new(),
@@ -230,6 +238,7 @@ impl ServerState {
                     Ok(Ok(BeaconAck {
                         is_leader: false,
                         leader: gate.leadership.leader(gate.me),
+                        incarnation: 0,
                     }))
                 }
             }
@@ -300,6 +309,11 @@ impl ServerState {
             return None;
         }
         app.partitions.get(gpid.pidx as usize).map(|p| (&app.info, p))
+    }
+
+    /// The incarnation of a node's current life as this meta knows it (0: none).
+    fn incarnation_of(&self, node: NodeAddr) -> u64 {
+        self.incarnations.get(&node).copied().unwrap_or(0)
     }
 
     fn alive_nodes(&self) -> impl Iterator<Item = NodeAddr> + '_ {
@@ -474,8 +488,10 @@ impl ServerState {
         rx
     }
 
-    /// Configuration updates for every member of a partition (and for nodes that just left it).
+    /// Configuration updates for every member of a partition (and for nodes that just left it),
+    /// each made for the node's current incarnation.
     fn pushes_for_partition(
+        &self,
         app: &AppInfo,
         config: &PartitionConfig,
         also: impl IntoIterator<Item = NodeAddr>,
@@ -494,6 +510,7 @@ impl ServerState {
                     ConfigUpdate {
                         app: app.clone(),
                         config: config.clone(),
+                        incarnation: self.incarnation_of(node),
                     },
                 )
             })
@@ -598,6 +615,8 @@ impl Handler<LeadershipChanged> for ServerState {
                     warn!(view = ?view, "no longer leading: dropping the meta state");
                     self.apps.clear();
                     self.nodes.clear();
+                    self.incarnations.clear();
+                    self.broken.clear();
                     self.reports.clear();
                     self.dropped_at.clear();
                     self.alive_since.clear();

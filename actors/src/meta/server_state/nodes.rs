@@ -14,6 +14,11 @@ impl Handler<NodeLiveness> for ServerState {
     type Result = ();
 
     fn handle(&mut self, event: NodeLiveness, ctx: &mut Self::Context) {
+        if event.alive {
+            self.incarnations.insert(event.node, event.incarnation);
+        } else {
+            self.incarnations.remove(&event.node);
+        }
         let was = self.nodes.insert(event.node, event.alive);
         if was == Some(event.alive) {
             return;
@@ -54,9 +59,12 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
             .collect();
         let mut dropped_apps: Vec<AppId> = Vec::new();
         let mut gc_replicas: Vec<Gpid> = Vec::new();
-        let mut new_reports = false;
+        let mut new_reports = self.note_broken(node, &sync.replicas);
         for report in &sync.replicas {
             let gpid = report.gpid;
+            if report.broken.is_some() {
+                continue;
+            }
             match self.apps.get(&gpid.app_id) {
                 Some(app) if app.info.status == AppStatus::Dropped => dropped_apps.push(app.info.app_id),
                 Some(app) => {
@@ -98,7 +106,34 @@ impl Handler<Inbound<ConfigSync>> for ServerState {
             partitions,
             dropped_apps,
             gc_replicas,
+            incarnation: self.incarnation_of(node),
         })
+    }
+}
+
+impl ServerState {
+    /// Records which replicas `node` reports out of service (and forgets those it no longer
+    /// does); returns whether anything changed.
+    fn note_broken(&mut self, node: aerie_common::NodeAddr, reports: &[ReplicaReport]) -> bool {
+        let now_broken: std::collections::BTreeMap<Gpid, &str> = reports
+            .iter()
+            .filter_map(|r| r.broken.as_deref().map(|why| (r.gpid, why)))
+            .collect();
+        let mut changed = false;
+        for (gpid, nodes) in self.broken.iter_mut() {
+            if !now_broken.contains_key(gpid) && nodes.remove(&node) {
+                info!(%gpid, %node, "replica back in service");
+                changed = true;
+            }
+        }
+        self.broken.retain(|_, nodes| !nodes.is_empty());
+        for (gpid, why) in now_broken {
+            if self.broken.entry(gpid).or_default().insert(node) {
+                warn!(%gpid, %node, reason = why, "replica out of service; the cure replaces it");
+                changed = true;
+            }
+        }
+        changed
     }
 }
 

@@ -7,24 +7,15 @@
 //! `ERR_INVALID_VERSION` with the current ballot.
 
 use super::{err, ServerState};
-use crate::meta::guardian::{apply_action, upgrade_learner, CureAction};
+use crate::meta::primary_request::{plan_primary_request, RequestContext, RequestPlan};
 use actix::prelude::*;
 use aerie_common::{ErrorCode, WireResult};
 use aerie_proto::meta::{PartitionChange, PartitionConfig, UpdatePartitionConfig};
 use aerie_rpc::Inbound;
 use tracing::info;
 
-/// Whether `config` already reflects `change`.
-fn already_applied(config: &PartitionConfig, change: PartitionChange) -> bool {
-    match change {
-        PartitionChange::RemoveSecondary(node) => !config.is_member(node),
-        PartitionChange::UpgradeLearner(node) => config.secondaries.contains(&node),
-        PartitionChange::LearnerFailed(_) => true,
-    }
-}
-
 impl ServerState {
-    fn plan_change(&self, req: &UpdatePartitionConfig) -> WireResult<Result<PartitionConfig, PartitionConfig>> {
+    fn plan_change(&self, req: &UpdatePartitionConfig) -> WireResult<RequestPlan> {
         self.check_loaded()?;
         self.check_not_blind()?;
         let (_, config) = self.partition(req.gpid).ok_or_else(|| {
@@ -33,59 +24,17 @@ impl ServerState {
                 format!("partition {} does not exist", req.gpid),
             )
         })?;
-        if config.ballot == req.ballot + 1 && already_applied(config, req.change) {
-            return Ok(Err(config.clone()));
-        }
-        if config.ballot != req.ballot {
-            return Err(err(
-                ErrorCode::ERR_INVALID_VERSION,
-                format!(
-                    "request at ballot {}, but partition {} is at ballot {}",
-                    req.ballot, req.gpid, config.ballot
-                ),
-            ));
-        }
-        if config.primary != Some(req.requester) {
-            return Err(err(
-                ErrorCode::ERR_INVALID_STATE,
-                format!(
-                    "{} is not the primary of {} at ballot {}",
-                    req.requester, req.gpid, config.ballot
-                ),
-            ));
-        }
-        let next = match req.change {
-            PartitionChange::LearnerFailed(_) => return Ok(Err(config.clone())),
-            PartitionChange::RemoveSecondary(node) => {
-                if !config.secondaries.contains(&node) {
-                    return Err(err(
-                        ErrorCode::ERR_INVALID_PARAMETERS,
-                        format!("{node} is not a secondary of {}", req.gpid),
-                    ));
-                }
-                apply_action(config, CureAction::RemoveSecondary(node)).expect("a configuration change")
-            }
-            PartitionChange::UpgradeLearner(node) => {
-                if config.is_member(node) {
-                    return Err(err(
-                        ErrorCode::ERR_INVALID_PARAMETERS,
-                        format!("{node} already serves {}", req.gpid),
-                    ));
-                }
-                if config.secondaries.len() + 1 >= config.max_replica_count as usize && !self.move_adds(req.gpid, node)
-                {
-                    return Err(err(
-                        ErrorCode::ERR_INVALID_STATE,
-                        format!("{} already has its {} replicas", req.gpid, config.max_replica_count),
-                    ));
-                }
-                if self.nodes.get(&node) != Some(&true) {
-                    return Err(err(ErrorCode::ERR_INVALID_STATE, format!("{node} is not alive")));
-                }
-                upgrade_learner(config, node)
-            }
+        let context = match req.change {
+            PartitionChange::UpgradeLearner(node) => RequestContext {
+                learner_alive: self.nodes.get(&node) == Some(&true),
+                move_adds_learner: self.move_adds(req.gpid, node),
+            },
+            _ => RequestContext {
+                learner_alive: false,
+                move_adds_learner: false,
+            },
         };
-        Ok(Ok(next))
+        plan_primary_request(config, req, context)
     }
 }
 
@@ -103,8 +52,13 @@ impl Handler<Inbound<UpdatePartitionConfig>> for ServerState {
             }
         }
         let next = match self.plan_change(&req) {
-            Ok(Ok(next)) => next,
-            Ok(Err(current)) => return Box::pin(async move { Ok(current) }),
+            Ok(RequestPlan::Change(next)) => next,
+            Ok(RequestPlan::Current) => {
+                let current = self.partition(req.gpid).map(|(_, c)| c.clone());
+                return Box::pin(async move {
+                    current.ok_or_else(|| err(ErrorCode::ERR_OBJECT_NOT_FOUND, "the partition is gone"))
+                });
+            }
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let ops = vec![self.layout.set_partition_op(&next)];

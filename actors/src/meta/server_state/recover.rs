@@ -141,7 +141,7 @@ impl ServerState {
                 .flat_map(|app| {
                     app.partitions
                         .iter()
-                        .flat_map(|p| Self::pushes_for_partition(&app.info, p, []))
+                        .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
                 })
                 .collect();
             info!(

@@ -101,7 +101,7 @@ impl Handler<Inbound<CreateApp>> for ServerState {
             let pushes = app
                 .partitions
                 .iter()
-                .flat_map(|p| Self::pushes_for_partition(&app.info, p, []))
+                .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
                 .collect::<Vec<_>>();
             let info = app.info.clone();
             act.apps.insert(app_id, app);
@@ -142,7 +142,7 @@ impl Handler<Inbound<DropApp>> for ServerState {
             let pushes = app
                 .partitions
                 .iter()
-                .flat_map(|p| Self::pushes_for_partition(&app.info, p, []))
+                .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
                 .collect::<Vec<_>>();
             let app_id = app.info.app_id;
             act.adding.retain(|gpid, _| gpid.app_id != app_id);

@@ -336,6 +336,9 @@ pub fn start_replica(
         learn_join_gap: (repl.learn_cache_mutations / 2).max(1) as i64,
         learn_batch_bytes: 4 * 1024 * 1024,
         learn_rate_limit_bytes: repl.learn_rate_limit_mb * MB,
+        lease: Default::default(),
+        clock: clock.clone(),
+        sync_soon: Default::default(),
     });
     let last_beacon_ack_ms = Arc::new(AtomicU64::new(0));
     let stub = ReplicaStub::new(ReplicaStubParams {

@@ -1,5 +1,7 @@
 use super::*;
-use aerie_common::Gpid;
+use aerie_common::{ErrorCode, Gpid};
+use aerie_proto::data::{CheckAndSet, CheckType, TtlUpdate, WriteOp};
+use aerie_proto::replica::MutationOp;
 
 const NOW: u64 = 1_700_000_000;
 
@@ -18,7 +20,7 @@ fn mutation(decree: Decree, ops: Vec<WriteOp>) -> Mutation {
         decree,
         last_committed: decree - 1,
         timestamp_secs: NOW,
-        ops,
+        ops: ops.into_iter().map(MutationOp::plain).collect(),
     }
 }
 
@@ -359,4 +361,109 @@ fn a_checkpoint_opens_as_a_copy_at_its_decree() {
         None,
         "later writes are not in the checkpoint"
     );
+}
+
+fn incr_by(client: u64, seq: u64) -> MutationOp {
+    MutationOp {
+        request: Some(ClientRequest {
+            client,
+            seq,
+            acked_below: 0,
+        }),
+        op: WriteOp::Incr {
+            hash_key: b"h".to_vec(),
+            sort_key: b"n".to_vec(),
+            increment: 1,
+            ttl: TtlUpdate::Keep,
+        },
+    }
+}
+
+fn with_ops(decree: Decree, ops: Vec<MutationOp>) -> Mutation {
+    Mutation {
+        ops,
+        ..mutation(decree, vec![])
+    }
+}
+
+#[test]
+fn a_retried_request_is_applied_once_even_after_reopening_and_in_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir.path().join("db"));
+    let first = engine.apply(&[with_ops(1, vec![incr_by(7, 1)])]).unwrap();
+    assert_eq!(first[0][0], Ok(WriteResult::Incremented { new_value: 1 }));
+    // The same request again, in a later mutation (a retry committed by a new primary).
+    let again = engine
+        .apply(&[with_ops(2, vec![incr_by(7, 1)]), with_ops(3, vec![incr_by(7, 2)])])
+        .unwrap();
+    assert_eq!(
+        again[0][0],
+        Ok(WriteResult::Incremented { new_value: 1 }),
+        "the first answer"
+    );
+    assert_eq!(again[1][0], Ok(WriteResult::Incremented { new_value: 2 }));
+    assert_eq!(get(&engine, "h", "n", NOW), Some(b"2".to_vec()));
+    let request = ClientRequest {
+        client: 7,
+        seq: 2,
+        acked_below: 0,
+    };
+    assert_eq!(
+        engine.session_lookup(&request),
+        Admission::Done(Ok(WriteResult::Incremented { new_value: 2 }))
+    );
+    engine.flush().unwrap();
+    engine.checkpoint(&dir.path().join("copy")).unwrap();
+    let sum = engine.checksum(NOW).unwrap();
+    drop(engine);
+
+    for path in ["db", "copy"] {
+        let reopened = open(&dir.path().join(path));
+        assert_eq!(reopened.session_count(), 1, "{path}");
+        let replay = reopened
+            .apply(&[with_ops(4, vec![incr_by(7, 1), incr_by(7, 3)])])
+            .unwrap();
+        assert_eq!(replay[0][0], Ok(WriteResult::Incremented { new_value: 1 }), "{path}");
+        assert_eq!(replay[0][1], Ok(WriteResult::Incremented { new_value: 3 }), "{path}");
+        drop(reopened);
+    }
+    let copy = open(&dir.path().join("copy"));
+    let db = open(&dir.path().join("db"));
+    assert_eq!(copy.checksum(NOW).unwrap(), db.checksum(NOW).unwrap());
+    assert_ne!(copy.checksum(NOW).unwrap(), sum, "sessions and data moved on");
+}
+
+#[test]
+fn a_request_below_the_acknowledged_point_is_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let mut later = incr_by(7, 5);
+    later.request.as_mut().unwrap().acked_below = 5;
+    engine.apply(&[with_ops(1, vec![later])]).unwrap();
+    let stale = engine.apply(&[with_ops(2, vec![incr_by(7, 3)])]).unwrap();
+    assert_eq!(stale[0][0].as_ref().unwrap_err().code, ErrorCode::ERR_OUTCOME_UNKNOWN);
+    assert_eq!(get(&engine, "h", "n", NOW), Some(b"1".to_vec()));
+}
+
+#[test]
+fn sessions_take_part_in_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(&dir.path().join("a")), open(&dir.path().join("b")));
+    let op = |request| MutationOp {
+        request,
+        op: put("h", "s", "v", 0),
+    };
+    a.apply(&[with_ops(1, vec![op(None)])]).unwrap();
+    b.apply(&[with_ops(
+        1,
+        vec![op(Some(ClientRequest {
+            client: 1,
+            seq: 1,
+            acked_below: 0,
+        }))],
+    )])
+    .unwrap();
+    let (sa, sb) = (a.checksum(NOW).unwrap(), b.checksum(NOW).unwrap());
+    assert_eq!(sa.record_count, sb.record_count);
+    assert_ne!(sa.checksum, sb.checksum);
 }
