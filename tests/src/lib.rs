@@ -11,6 +11,7 @@ mod http;
 mod load;
 mod process;
 mod replicas;
+pub mod sim;
 mod wait;
 
 pub use aerie_metastore::zookeeper::test_server::{checkout_file, TestZookeeper};

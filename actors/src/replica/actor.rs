@@ -6,7 +6,7 @@
 use super::core::{CoreOptions, Gate, ReplicaCore, Restored, WaiterId};
 use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::pipelines::{ApplyPipeline, LogPipeline};
-use super::storage::{write_manifest, OpenedReplica, ReplicaManifest};
+use super::storage::{ManifestWriter, OpenedReplica, ReplicaManifest};
 use super::validate::{validate_read, Limits};
 use crate::lease::SharedLease;
 use crate::metrics::{REPLICA_COUNT, REPLICA_REQUESTS, REPLICA_REQUEST_SECONDS};
@@ -99,6 +99,9 @@ pub struct Replica {
     pub(super) committed_cache: std::collections::VecDeque<Arc<aerie_proto::replica::Mutation>>,
     /// Learner: the session this replica is learning in.
     pub(super) learning: Option<super::learner::LearningState>,
+    /// What was learned is not durable yet (the manifest says so: see `ReplicaManifest::learning`).
+    pub(super) learning_unsettled: bool,
+    pub(super) manifest_writer: ManifestWriter,
     log_gc_running: bool,
 }
 
@@ -109,6 +112,7 @@ impl Replica {
             app,
             ballot,
             data_dir,
+            learning,
         } = opened.manifest;
         let core = ReplicaCore::new(
             gpid,
@@ -127,7 +131,7 @@ impl Replica {
             me,
             node_label: me.to_string(),
             app,
-            dir: opened.dir,
+            dir: opened.dir.clone(),
             data_dir,
             network,
             options,
@@ -140,6 +144,8 @@ impl Replica {
             checkpoints: HashMap::new(),
             committed_cache: Default::default(),
             learning: None,
+            learning_unsettled: learning,
+            manifest_writer: ManifestWriter::new(&opened.dir),
             log_gc_running: false,
         }
     }
@@ -189,18 +195,23 @@ impl Replica {
         self.options.sync_soon.notify_one();
     }
 
-    /// Writes the manifest with the current ballot, off the actor thread.
-    pub(super) fn persist_manifest(&self) {
-        let manifest = ReplicaManifest {
+    /// The manifest as the replica stands.
+    pub(super) fn manifest(&self) -> ReplicaManifest {
+        ReplicaManifest {
             gpid: self.gpid,
             app: self.app.clone(),
             ballot: self.core.ballot(),
             data_dir: self.data_dir.clone(),
-        };
-        let dir = self.dir.clone();
+            learning: self.learning_unsettled,
+        }
+    }
+
+    /// Writes the manifest as the replica stands, off the actor thread.
+    pub(super) fn persist_manifest(&self) {
+        self.manifest_writer.set(self.manifest());
+        let (writer, dir) = (self.manifest_writer.clone(), self.dir.clone());
         actix::spawn(async move {
-            let target = dir.clone();
-            let result = tokio::task::spawn_blocking(move || write_manifest(&target, &manifest)).await;
+            let result = tokio::task::spawn_blocking(move || writer.flush()).await;
             match result {
                 // The replica was set aside (removed from this node) meanwhile: nothing to keep.
                 Ok(Err(e)) if !dir.exists() => debug!(error = %e, "replica dir gone; manifest not written"),

@@ -206,9 +206,9 @@ impl Handler<Inbound<AddLearner>> for Replica {
     type Result = WireResult<()>;
 
     fn handle(&mut self, Inbound(req): Inbound<AddLearner>, ctx: &mut Self::Context) -> Self::Result {
-        let effects = self.core.add_learner(req.learner, req.ballot)?;
+        let (answer, effects) = self.core.add_learner(req.learner, req.ballot);
         self.run(effects, ctx);
-        Ok(())
+        answer
     }
 }
 

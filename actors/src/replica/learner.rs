@@ -9,7 +9,7 @@
 
 use super::actor::Replica;
 use super::pipelines::ApplyPipeline;
-use super::storage::{write_manifest, ReplicaManifest};
+use super::storage::{ManifestWriter, ReplicaManifest};
 use crate::metrics::{LEARN_BYTES, LEARN_COMPLETED, LEARN_ROUNDS};
 use actix::prelude::*;
 use aerie_common::{Ballot, ErrorCode, NodeAddr, WireResult};
@@ -85,7 +85,13 @@ impl Replica {
             return;
         }
         let (engine, log) = (self.engine.clone(), self.log.log());
+        // Until what it learns is durable, a restart must drop the log (it will hold prepares
+        // whose committed point the engine does not reach yet): say so before the first prepare.
+        self.learning_unsettled = true;
+        self.manifest_writer.set(self.manifest());
+        let writer = self.manifest_writer.clone();
         let reset = tokio::task::spawn_blocking(move || -> Result<i64, String> {
+            writer.flush().map_err(|e| e.to_string())?;
             engine.flush().map_err(|e| e.to_string())?;
             log.lock()
                 .map_err(|_| "log lock poisoned")?
@@ -271,14 +277,12 @@ impl Replica {
             aerie_common::clock::wall_secs_now() ^ (self.core.last_applied() as u64)
         );
         let manifest = ReplicaManifest {
-            gpid: self.gpid,
-            app: self.app.clone(),
-            ballot: self.core.ballot(),
             data_dir: generation.clone(),
+            ..self.manifest()
         };
-        let dir = self.dir.clone();
+        let (dir, writer) = (self.dir.clone(), self.manifest_writer.clone());
         let options = self.options.engine_options.clone();
-        let install = tokio::task::spawn_blocking(move || install_engine(&dir, &fetched, &manifest, &options));
+        let install = tokio::task::spawn_blocking(move || install_engine(&dir, &fetched, manifest, &writer, &options));
         ctx.spawn(install.into_actor(self).map(move |installed, act, ctx| {
             if !act.learning_matches(ballot) {
                 return;
@@ -321,19 +325,35 @@ impl Replica {
                 return;
             }
             match flushed {
-                Ok(Ok(())) => {
-                    LEARN_COMPLETED.with_label_values(&[&act.node_label]).inc();
-                    info!(gpid = %act.gpid, committed, "caught up; asking the primary to make this replica a secondary");
-                    act.report_completion(ballot, ctx);
-                    ctx.run_later(UPGRADE_WAIT, move |act, ctx| {
-                        if act.learning_matches(ballot) {
-                            act.give_up_learning("not made a secondary in time", ctx);
-                        }
-                    });
-                }
+                Ok(Ok(())) => act.settle_learning(ballot, committed, ctx),
                 Ok(Err(e)) => act.mark_broken(format!("cannot make learned data durable: {e}"), ctx),
                 Err(e) => act.mark_broken(format!("cannot make learned data durable: {e}"), ctx),
             }
+        }));
+    }
+
+    /// What was learned is durable: the manifest says so (on disk, before the primary hears of it:
+    /// once a secondary, a restart must replay this log, not drop it), then the upgrade is asked for.
+    fn settle_learning(&mut self, ballot: Ballot, committed: i64, ctx: &mut Context<Self>) {
+        self.learning_unsettled = false;
+        self.manifest_writer.set(self.manifest());
+        let writer = self.manifest_writer.clone();
+        let written = tokio::task::spawn_blocking(move || writer.flush().map_err(|e| e.to_string()));
+        ctx.spawn(written.into_actor(self).map(move |written, act, ctx| {
+            if !act.learning_matches(ballot) {
+                return;
+            }
+            if let Err(e) = written.unwrap_or_else(|e| Err(e.to_string())) {
+                return act.mark_broken(format!("cannot write the manifest after learning: {e}"), ctx);
+            }
+            LEARN_COMPLETED.with_label_values(&[&act.node_label]).inc();
+            info!(gpid = %act.gpid, committed, "caught up; asking the primary to make this replica a secondary");
+            act.report_completion(ballot, ctx);
+            ctx.run_later(UPGRADE_WAIT, move |act, ctx| {
+                if act.learning_matches(ballot) {
+                    act.give_up_learning("not made a secondary in time", ctx);
+                }
+            });
         }));
     }
 
@@ -461,7 +481,8 @@ async fn fetch_files(
 fn install_engine(
     dir: &Path,
     fetched: &Path,
-    manifest: &ReplicaManifest,
+    manifest: ReplicaManifest,
+    writer: &ManifestWriter,
     options: &EngineOptions,
 ) -> Result<Engine, String> {
     let target = dir.join(&manifest.data_dir);
@@ -470,7 +491,8 @@ fn install_engine(
         .and_then(|d| d.sync_all())
         .map_err(|e| e.to_string())?;
     let engine = Engine::open(&target, options).map_err(|e| e.to_string())?;
-    write_manifest(dir, manifest).map_err(|e| e.to_string())?;
+    writer.set(manifest);
+    writer.flush().map_err(|e| e.to_string())?;
     Ok(engine)
 }
 

@@ -29,13 +29,17 @@ impl Replica {
             let answer = match answer {
                 Ok(Ok(config)) => MetaAnswer::Config(config),
                 Ok(Err(e)) if e.code == ErrorCode::ERR_INVALID_VERSION => MetaAnswer::Stale,
+                Ok(Err(e)) if e.code == ErrorCode::ERR_FORWARD_TO_OTHERS || e.code == ErrorCode::ERR_SERVICE_NOT_ACTIVE => {
+                    warn!(gpid = %act.gpid, error = %e, "no meta leader took the configuration request");
+                    MetaAnswer::Refused
+                }
                 Ok(Err(e)) => {
                     warn!(gpid = %act.gpid, error = %e, "the meta refused the configuration request");
-                    MetaAnswer::Failed
+                    MetaAnswer::Refused
                 }
                 Err(e) => {
-                    warn!(gpid = %act.gpid, error = %e, "the meta could not be reached; the write path keeps retrying");
-                    MetaAnswer::Failed
+                    warn!(gpid = %act.gpid, error = %e, "no answer from the meta; the change may or may not have been made");
+                    MetaAnswer::Unknown
                 }
             };
             let effects = act.core.meta_answered(answer, wall_secs_now());

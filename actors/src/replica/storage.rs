@@ -31,6 +31,11 @@ pub struct ReplicaManifest {
     /// The RocksDB directory in use, relative to the replica's directory.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
+    /// Set while the replica learns, until what it learned is durable: its log may then hold
+    /// prepares whose committed point the engine does not reach yet, so a restart drops the log
+    /// (the replica learns again) instead of refusing to open.
+    #[serde(default)]
+    pub learning: bool,
 }
 
 pub fn default_data_dir() -> String {
@@ -96,6 +101,41 @@ pub fn write_manifest(dir: &Path, manifest: &ReplicaManifest) -> Result<(), Stor
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
+/// Writes a replica's manifest from any thread, one write at a time, and always the newest: the
+/// actor records each new manifest in program order ([`ManifestWriter::set`]); whichever write
+/// runs next writes what was recorded last, so a slow older write can never land after a newer.
+#[derive(Clone)]
+pub struct ManifestWriter {
+    dir: PathBuf,
+    newest: Arc<std::sync::Mutex<Option<ReplicaManifest>>>,
+    writing: Arc<std::sync::Mutex<()>>,
+}
+
+impl ManifestWriter {
+    pub fn new(dir: &Path) -> Self {
+        ManifestWriter {
+            dir: dir.to_path_buf(),
+            newest: Arc::default(),
+            writing: Arc::default(),
+        }
+    }
+
+    /// Records the manifest to write next (cheap; call it where the state changes).
+    pub fn set(&self, manifest: ReplicaManifest) {
+        *self.newest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
+    }
+
+    /// Writes the newest recorded manifest, if it is not written yet (blocking: file I/O).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = self.newest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match newest {
+            Some(manifest) => write_manifest(&self.dir, &manifest),
+            None => Ok(()),
+        }
+    }
+}
+
 fn read_manifest(dir: &Path) -> Result<ReplicaManifest, StorageError> {
     let path = dir.join(MANIFEST);
     let text = fs::read(&path).map_err(io_err(&path))?;
@@ -138,7 +178,21 @@ pub fn open_replica(
     }
     let engine = Engine::open(&dir.join(&manifest.data_dir), engine_options)?;
     let applied = engine.last_applied_decree()?;
-    let replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
+    let mut replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
+    if manifest.learning {
+        // Learning was interrupted: the engine holds what was applied, the log nothing of use.
+        replayed_log.log.reset()?;
+        return Ok(OpenedReplica {
+            dir: dir.to_path_buf(),
+            manifest,
+            engine: Arc::new(engine),
+            log: replayed_log.log,
+            last_committed: applied,
+            uncommitted: Vec::new(),
+            replayed: 0,
+            truncated_bytes: replayed_log.truncated_bytes,
+        });
+    }
 
     let plan = plan_replay(applied, replayed_log.mutations, replayed_log.committed_marker).map_err(|missing| {
         StorageError::Corrupt(format!(
@@ -258,6 +312,7 @@ mod tests {
             },
             ballot: 1,
             data_dir: default_data_dir(),
+            learning: false,
         }
     }
 
@@ -350,6 +405,35 @@ mod tests {
         drop(opened);
         let err = open_replica(&dir, &engine_options(), LOG).err().expect("must refuse");
         assert!(err.to_string().contains("committed decree 2 is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_interrupted_while_learning_drops_its_log_instead_of_refusing_to_open() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        // A prepare logged while learning claims decree 100 committed; the engine has nothing yet.
+        opened.log.append(&[mutation(101, 100)]).unwrap();
+        drop(opened);
+        assert!(
+            open_replica(&dir, &engine_options(), LOG).is_err(),
+            "a plain replica must refuse"
+        );
+        write_manifest(
+            &dir,
+            &ReplicaManifest {
+                learning: true,
+                ..manifest()
+            },
+        )
+        .unwrap();
+        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        assert_eq!(opened.last_committed, 0);
+        assert!(opened.uncommitted.is_empty());
+        assert!(opened.manifest.learning, "it learns again");
+        drop(opened);
+        let again = open_replica(&dir, &engine_options(), LOG).unwrap();
+        assert_eq!(again.replayed, 0, "the log was dropped");
     }
 
     #[test]

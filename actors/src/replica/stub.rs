@@ -252,6 +252,7 @@ impl ReplicaStub {
             app,
             ballot,
             data_dir: super::storage::default_data_dir(),
+            learning: false,
         };
         let options = self.params.options.clone();
         let open = tokio::task::spawn_blocking(move || {

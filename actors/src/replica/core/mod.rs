@@ -74,7 +74,10 @@ pub enum MetaAnswer {
     Config(PartitionConfig),
     /// The meta is at another ballot: refresh.
     Stale,
-    Failed,
+    /// The meta refused the change: it did not and will not make it.
+    Refused,
+    /// No answer: the change may or may not have been made.
+    Unknown,
 }
 
 pub struct ReplicaCore {
@@ -108,6 +111,10 @@ pub struct ReplicaCore {
     ack_waiters: BTreeMap<Decree, Vec<(Ballot, AckToken)>>,
     /// Primary: learners, and whether they joined the prepare stream.
     learners: BTreeMap<NodeAddr, bool>,
+    /// Primary: the learner whose upgrade to secondary the meta was asked for. Until the answer
+    /// is known it counts as a member (the meta may already have made it a secondary, and a
+    /// secondary must hold every committed decree): it is not dropped when a prepare to it fails.
+    upgrading: Option<NodeAddr>,
     /// Primary: secondaries with a round of prepare resends scheduled.
     resend_scheduled: BTreeSet<NodeAddr>,
     group_check_scheduled: bool,
@@ -159,6 +166,7 @@ impl ReplicaCore {
             requests: BTreeMap::new(),
             ack_waiters: BTreeMap::new(),
             learners: BTreeMap::new(),
+            upgrading: None,
             resend_scheduled: BTreeSet::new(),
             group_check_scheduled: false,
             meta_request_in_flight: false,
@@ -220,6 +228,36 @@ impl ReplicaCore {
 
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
+    }
+
+    /// A one-line account of the replica's state, for logs and failure reports.
+    pub fn describe(&self) -> String {
+        let pending: Vec<String> = self
+            .list
+            .uncommitted()
+            .take(5)
+            .map(|e| {
+                format!(
+                    "{}@{}{}",
+                    e.mutation.decree,
+                    e.mutation.ballot,
+                    if e.logged { "" } else { " (logging)" }
+                )
+            })
+            .collect();
+        format!(
+            "{} at ballot {} (primary {:?}), committed {}, applied {}, prepared {}, primary's committed {}, applying {}, uncommitted {} [{}]",
+            self.role,
+            self.ballot,
+            self.primary,
+            self.list.last_committed(),
+            self.last_applied,
+            self.list.last_prepared(),
+            self.primary_committed,
+            self.applying.len(),
+            self.list.uncommitted_count(),
+            pending.join(", ")
+        )
     }
 
     pub fn learners(&self) -> impl Iterator<Item = (NodeAddr, bool)> + '_ {
@@ -337,6 +375,7 @@ impl ReplicaCore {
             self.serving = false;
             self.reconciled_at = None;
             self.resend_scheduled.clear();
+            self.upgrading = None;
             for learner in std::mem::take(&mut self.learners).into_keys() {
                 out.push(Effect::LearnerDropped {
                     learner,
@@ -525,9 +564,29 @@ impl ReplicaCore {
     pub fn meta_answered(&mut self, answer: MetaAnswer, wall_secs: u64) -> Vec<Effect> {
         self.meta_request_in_flight = false;
         match answer {
-            MetaAnswer::Config(config) => self.update_config(config, None, wall_secs).unwrap_or_default(),
+            MetaAnswer::Config(config) => {
+                let effects = self.update_config(config, None, wall_secs).unwrap_or_default();
+                // A configuration at this ballot (the ballot did not move): not upgraded.
+                self.upgrading = None;
+                effects
+            }
             MetaAnswer::Stale => self.refresh_config(),
-            MetaAnswer::Failed => Vec::new(),
+            MetaAnswer::Refused => {
+                self.upgrading = None;
+                Vec::new()
+            }
+            MetaAnswer::Unknown => {
+                // An upgrade may have been made: ask again until the answer is known.
+                let upgrading = self.upgrading;
+                match upgrading {
+                    Some(learner) if self.take_meta_slot() => {
+                        vec![Effect::AskMeta(aerie_proto::meta::PartitionChange::UpgradeLearner(
+                            learner,
+                        ))]
+                    }
+                    _ => Vec::new(),
+                }
+            }
         }
     }
 

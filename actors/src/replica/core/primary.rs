@@ -148,6 +148,7 @@ impl ReplicaCore {
     /// primary at a new ballot keeps its waiting writes: their decrees are re-proposed as they are.
     pub(super) fn become_primary(&mut self, wall_secs: u64, out: &mut Vec<Effect>) {
         if self.role == ReplicaStatus::Primary {
+            self.upgrading = None;
             for learner in std::mem::take(&mut self.learners).into_keys() {
                 out.push(Effect::LearnerDropped {
                     learner,
@@ -241,6 +242,13 @@ impl ReplicaCore {
             }
             Err(PrepareFailure::NewerBallot(why)) | Err(PrepareFailure::Other(why)) => why,
         };
+        if self.upgrading == Some(from) {
+            // Maybe a secondary already: keep waiting for it, and resend.
+            if self.resend_scheduled.insert(from) {
+                out.push(Effect::ResendLater(from));
+            }
+            return out;
+        }
         if self.learners.contains_key(&from) {
             self.drop_learner(
                 from,
@@ -331,8 +339,26 @@ impl ReplicaCore {
         }]
     }
 
-    /// Primary: the meta asked to add `learner` at `ballot`.
-    pub fn add_learner(&mut self, learner: NodeAddr, ballot: Ballot) -> WireResult<Vec<Effect>> {
+    /// Primary: the meta asked to add `learner` at `ballot`. A request at a newer ballot than this
+    /// replica's means it missed a configuration: it asks the meta (and the meta asks again).
+    pub fn add_learner(&mut self, learner: NodeAddr, ballot: Ballot) -> (WireResult<()>, Vec<Effect>) {
+        if ballot > self.ballot {
+            let refused = Err(refuse(
+                ErrorCode::ERR_INVALID_VERSION,
+                format!(
+                    "add learner at ballot {ballot}, but {} is at ballot {}; refreshing",
+                    self.gpid, self.ballot
+                ),
+            ));
+            return (refused, self.refresh_config());
+        }
+        match self.start_adding_learner(learner, ballot) {
+            Ok(effects) => (Ok(()), effects),
+            Err(e) => (Err(e), Vec::new()),
+        }
+    }
+
+    fn start_adding_learner(&mut self, learner: NodeAddr, ballot: Ballot) -> WireResult<Vec<Effect>> {
         self.check_serving_primary()?;
         if ballot != self.ballot {
             return Err(refuse(
@@ -349,10 +375,9 @@ impl ReplicaCore {
                 format!("{learner} already serves {}", self.gpid),
             ));
         }
-        if self.learners.contains_key(&learner) {
-            return Ok(Vec::new());
-        }
-        self.learners.insert(learner, false);
+        self.learners.entry(learner).or_insert(false);
+        // Asked again (the meta's earlier attempt timed out, or the learner gave up meanwhile):
+        // starting learning is idempotent on the learner's side.
         Ok(vec![Effect::StartLearner(learner)])
     }
 
@@ -406,12 +431,14 @@ impl ReplicaCore {
                 "another configuration request is under way",
             ));
         }
+        self.upgrading = Some(learner);
         Ok(vec![Effect::AskMeta(PartitionChange::UpgradeLearner(learner))])
     }
 
-    /// Primary: stops learning on `learner` (nothing waits for it any more).
+    /// Primary: stops learning on `learner` (nothing waits for it any more), unless its upgrade
+    /// to secondary may have been made.
     pub fn drop_learner(&mut self, learner: NodeAddr, reason: &str, out: &mut Vec<Effect>) {
-        if self.learners.remove(&learner).is_none() {
+        if self.upgrading == Some(learner) || self.learners.remove(&learner).is_none() {
             return;
         }
         self.list.remove_member(learner);

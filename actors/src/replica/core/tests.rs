@@ -503,7 +503,16 @@ fn a_failed_prepare_asks_the_meta_to_remove_the_secondary_and_resends_later() {
 #[test]
 fn a_joining_learner_receives_what_is_uncommitted_and_holds_commits_back() {
     let mut core = primary(2);
-    core.add_learner(node(4), 2).unwrap();
+    let (added, effects) = core.add_learner(node(4), 2);
+    added.unwrap();
+    assert_eq!(effects, vec![Effect::StartLearner(node(4))]);
+    let (stale, effects) = fresh(1).add_learner(node(4), 5);
+    assert_eq!(stale.unwrap_err().code, ErrorCode::ERR_INVALID_VERSION);
+    assert_eq!(
+        effects,
+        vec![Effect::RefreshConfig],
+        "a replica behind the meta catches up"
+    );
     core.client_write(1, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
     let (committed, out) = core.learner_joined(node(4));
     assert_eq!(committed, 0);
@@ -536,4 +545,56 @@ fn a_learner_upgraded_by_a_newer_prepare_becomes_a_secondary() {
         from: ReplicaStatus::Learner,
         to: ReplicaStatus::Secondary
     }));
+}
+
+// Found by the simulator (seed 146): a learner dropped after its upgrade was asked for became a
+// secondary missing committed decrees.
+#[test]
+fn a_learner_whose_upgrade_was_asked_for_is_never_dropped_before_the_answer_is_known() {
+    let mut core = primary(2);
+    let (added, _) = core.add_learner(node(4), 2);
+    added.unwrap();
+    core.learner_joined(node(4));
+    let out = core.learner_completed(node(4)).unwrap();
+    assert_eq!(
+        out,
+        vec![Effect::AskMeta(aerie_proto::meta::PartitionChange::UpgradeLearner(
+            node(4)
+        ))]
+    );
+    core.client_write(1, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
+    core.logged(&[(1, 2)], 0);
+    for n in [2, 3] {
+        core.prepare_answered(node(n), 1, 2, Ok(PrepareAck { decree: 1, ballot: 2 }));
+    }
+    // The prepare to the learner fails: it is kept (the meta may have made it a secondary).
+    let out = core.prepare_answered(node(4), 1, 2, Err(PrepareFailure::Other("timeout".into())));
+    assert_eq!(out, vec![Effect::ResendLater(node(4))]);
+    assert_eq!(core.last_committed(), 0, "decree 1 waits for the learner");
+    // No answer from the meta: ask again.
+    let out = core.meta_answered(MetaAnswer::Unknown, 5);
+    assert_eq!(
+        out,
+        vec![Effect::AskMeta(aerie_proto::meta::PartitionChange::UpgradeLearner(
+            node(4)
+        ))]
+    );
+    // The upgrade was made: the learner is a secondary, reconciled like the others.
+    let out = core.meta_answered(MetaAnswer::Config(config(3, 1, &[2, 3, 4])), 5);
+    assert!(prepares(&out).contains(&(node(4), 1)));
+    assert_eq!(core.secondaries(), vec![node(2), node(3), node(4)]);
+}
+
+#[test]
+fn a_refused_upgrade_lets_a_failing_learner_go() {
+    let mut core = primary(2);
+    core.add_learner(node(4), 2).0.unwrap();
+    core.learner_joined(node(4));
+    core.learner_completed(node(4)).unwrap();
+    core.meta_answered(MetaAnswer::Refused, 5);
+    core.client_write(1, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
+    let out = core.prepare_answered(node(4), 1, 2, Err(PrepareFailure::Other("timeout".into())));
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::LearnerDropped { learner, .. } if *learner == node(4))));
 }
