@@ -130,6 +130,14 @@ impl SimReport {
     }
 }
 
+fn endpoint_id(endpoint: Endpoint) -> u64 {
+    match endpoint {
+        Endpoint::Meta => 0,
+        Endpoint::Node(n) => 1 + n as u64,
+        Endpoint::Client(c) => 1_000 + c as u64,
+    }
+}
+
 /// A timer of one endpoint.
 #[derive(Debug, Clone)]
 pub(crate) enum Timer {
@@ -156,7 +164,12 @@ pub(crate) enum Timer {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Deliver { to: Endpoint, life: u64, msg: Message },
+    Deliver {
+        from: Endpoint,
+        to: Endpoint,
+        life: u64,
+        msg: Message,
+    },
     Timer { at: Endpoint, life: u64, timer: Timer },
     Nemesis,
     Undo(nemesis::Undo),
@@ -336,7 +349,7 @@ impl Sim {
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Message) {
         if let Some(delay) = self.links.transit(from, to, self.now, &mut self.rng) {
             let life = self.process(to).life;
-            self.push(self.now + delay, Event::Deliver { to, life, msg });
+            self.push(self.now + delay, Event::Deliver { from, to, life, msg });
         }
     }
 
@@ -438,13 +451,29 @@ impl Sim {
         self.now = self.now.max(until);
     }
 
-    /// A paused endpoint resumes: what waited for it runs now, in order.
+    /// A paused endpoint resumes: what waited for it runs now, in no particular order (as a
+    /// process woken by SIGCONT handles ready sockets and expired timers), except that messages
+    /// from one sender keep their order (one connection).
     pub(crate) fn resume(&mut self, endpoint: Endpoint) {
         let process = self.process(endpoint);
         process.paused_until = None;
         let deferred = std::mem::take(&mut process.deferred);
-        for event in deferred {
+        let mut queues: BTreeMap<(u8, u64), std::collections::VecDeque<Event>> = BTreeMap::new();
+        for (i, event) in deferred.into_iter().enumerate() {
+            let source = match &event {
+                Event::Deliver { from, .. } => (0, endpoint_id(*from)),
+                _ => (1, i as u64),
+            };
+            queues.entry(source).or_default().push_back(event);
+        }
+        let mut queues: Vec<std::collections::VecDeque<Event>> = queues.into_values().collect();
+        while !queues.is_empty() {
+            let pick = self.rng.random_range(0..queues.len());
+            let event = queues[pick].pop_front().expect("not empty");
             self.push(self.now, event);
+            if queues[pick].is_empty() {
+                queues.swap_remove(pick);
+            }
         }
     }
 

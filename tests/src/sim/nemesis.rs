@@ -52,7 +52,7 @@ impl Sim {
         let n = self.pick_node();
         let busy = self.faulty.contains(&n);
         let last = self.rng.random_range(1_000..10_000);
-        let choice = self.rng.random_range(0..11);
+        let choice = self.rng.random_range(0..12);
         let started: Option<(Undo, u64)> = match choice {
             _ if busy => None,
             0 | 1 if self.nodes[n].process.up => {
@@ -113,21 +113,45 @@ impl Sim {
                     Some((Undo::Resume(Endpoint::Meta), last))
                 }
             }
-            10 if self.meta.process.up && self.meta.process.paused_until.is_none() => {
+            10 | 11 if self.meta.process.up && self.meta.process.paused_until.is_none() => {
                 // An operator's `propose DOWNGRADE_TO_SECONDARY` on a primary; the cure upgrades a
                 // secondary right after, without waiting for the old primary to confirm.
+                // Its push to the old primary is lost half of the time (the meta does not resend):
+                // the old primary then hears of it only through the new primary's prepares.
                 let pidx = self.rng.random_range(0..self.options.partitions);
                 let gpid = Gpid::new(1, pidx);
-                if let Some(primary) = self.meta.partitions[&gpid].primary {
-                    self.execute(gpid, CureAction::DowngradeToSecondary(primary), "an operator");
+                match self.meta.partitions[&gpid].primary {
+                    Some(primary) => {
+                        let old = super::net::node_index(primary);
+                        let cut = self.rng.random_bool(0.5) && !self.faulty.contains(&old);
+                        if cut {
+                            self.links.cut(Endpoint::Node(old), Endpoint::Meta);
+                        }
+                        self.execute(gpid, CureAction::DowngradeToSecondary(primary), "an operator");
+                        if cut {
+                            let last = self.rng.random_range(300..2_000);
+                            self.note(format!("  (its push to node {old} is lost: cut from the meta for {last} ms)"));
+                            Some((Undo::Reconnect(vec![(Endpoint::Node(old), Endpoint::Meta)]), last))
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
                 }
-                None
             }
             _ => None,
         };
         if let Some((undo, after)) = started {
-            if !matches!(undo, Undo::LossOff | Undo::MetaRestart | Undo::Resume(Endpoint::Meta)) {
-                self.faulty.insert(n);
+            match &undo {
+                Undo::Restart(m) | Undo::Fast(m) | Undo::Resume(Endpoint::Node(m)) => {
+                    self.faulty.insert(*m);
+                }
+                Undo::Reconnect(links) => {
+                    if let Some((Endpoint::Node(m), _)) = links.first() {
+                        self.faulty.insert(*m);
+                    }
+                }
+                _ => {}
             }
             self.schedule_undo(after, undo);
         }

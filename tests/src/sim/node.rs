@@ -384,7 +384,14 @@ impl Sim {
     }
 
     fn kick_apply(&mut self, n: usize, gpid: Gpid) {
-        let latency = self.rng.random_range(0..3);
+        // Now and then a RocksDB write stalls (a flush, a compaction); a slow disk always does.
+        let latency = if self.nodes[n].slow_disk {
+            self.rng.random_range(50..300)
+        } else if self.rng.random_range(0..100) < 5 {
+            self.rng.random_range(10..80)
+        } else {
+            self.rng.random_range(0..3)
+        };
         let Some(replica) = self.replica(n, gpid) else {
             return;
         };
