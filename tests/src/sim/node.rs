@@ -387,10 +387,10 @@ impl Sim {
         // Now and then a RocksDB write stalls (a flush, a compaction); a slow disk always does.
         let latency = if self.nodes[n].slow_disk {
             self.rng.random_range(50..300)
-        } else if self.rng.random_range(0..100) < 5 {
-            self.rng.random_range(10..80)
+        } else if self.rng.random_range(0..100) < 10 {
+            self.rng.random_range(10..100)
         } else {
-            self.rng.random_range(0..3)
+            self.rng.random_range(1..8)
         };
         let Some(replica) = self.replica(n, gpid) else {
             return;
