@@ -1,7 +1,7 @@
 //! A cluster of separate `aerie` processes: meta servers (one with the embedded store, or several
 //! over ZooKeeper) and N replica servers on loopback.
 
-use crate::process::{free_port, AerieProcess};
+use crate::process::AerieProcess;
 use crate::wait::wait_until;
 use aerie_client::{Client, ClientOptions};
 use aerie_common::NodeAddr;
@@ -18,6 +18,10 @@ pub struct ProcessClusterOptions {
     pub meta_config: Option<String>,
     /// Extra `section.key=value` settings for every process.
     pub settings: Vec<String>,
+    /// Give every process its own loopback address (meta `i`: 127.0.1.(1+i), replica server `i`:
+    /// 127.0.0.(11+i)) and bind its outgoing connections to it, so that a [`crate::Firewall`] can
+    /// cut the links between two processes.
+    pub own_addresses: bool,
 }
 
 /// Failure detection shortened for tests, each setting as `section.key=value`: beacons every second,
@@ -52,6 +56,7 @@ impl Default for ProcessClusterOptions {
             meta_servers: 1,
             meta_config: None,
             settings: Vec::new(),
+            own_addresses: false,
         }
     }
 }
@@ -74,6 +79,13 @@ pub struct ProcessCluster {
     pub replicas: Vec<AerieProcess>,
     /// Settings every process gets.
     common: Vec<String>,
+    own_addresses: bool,
+}
+
+/// A free address on `ip`.
+fn address(ip: String) -> NodeAddr {
+    let port = aerie_common::ports::free_port_on(ip.parse().expect("an IP"));
+    format!("{ip}:{port}").parse().expect("an address")
 }
 
 fn settings(pairs: &[String]) -> Vec<String> {
@@ -88,8 +100,15 @@ impl ProcessCluster {
             dir.disable_cleanup(true);
             eprintln!("cluster data and logs kept in {}", dir.path().display());
         }
+        let own = options.own_addresses;
         let meta_addrs: Vec<NodeAddr> = (0..options.meta_servers.max(1))
-            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .map(|i| {
+                address(if own {
+                    format!("127.0.1.{}", 1 + i)
+                } else {
+                    "127.0.0.1".into()
+                })
+            })
             .collect();
         let list = meta_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
         let mut common = vec![format!("meta_server.server_list={list}"), "log.level=info".to_string()];
@@ -111,6 +130,12 @@ impl ProcessCluster {
                     format!("meta_server.address={addr}"),
                     format!("meta_server.data_dir={}", dir.path().join(&name).display()),
                 ]));
+                if own {
+                    args.extend(settings(&[format!(
+                        "network.source_address={}",
+                        addr.socket_addr().ip()
+                    )]));
+                }
                 AerieProcess::start(&name, args, dir.path().join(format!("{name}.log")))
             })
             .collect();
@@ -123,6 +148,7 @@ impl ProcessCluster {
             replica_addrs: Vec::new(),
             replicas: Vec::new(),
             common,
+            own_addresses: own,
         };
         for _ in 0..options.replica_servers {
             cluster.add_replica(1);
@@ -133,7 +159,11 @@ impl ProcessCluster {
     /// Starts one more replica server (scale out) with `data_dirs` data directories; returns its address.
     pub fn add_replica(&mut self, data_dirs: usize) -> NodeAddr {
         let i = self.replicas.len();
-        let addr: NodeAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr = address(if self.own_addresses {
+            format!("127.0.0.{}", 11 + i)
+        } else {
+            "127.0.0.1".into()
+        });
         let dirs = match data_dirs {
             1 => format!("default:{}", self.dir.path().join(format!("replica{i}")).display()),
             n => (0..n)
@@ -152,6 +182,12 @@ impl ProcessCluster {
             format!("replication.address={addr}"),
             format!("replication.data_dirs={dirs}"),
         ]));
+        if self.own_addresses {
+            args.extend(settings(&[format!(
+                "network.source_address={}",
+                addr.socket_addr().ip()
+            )]));
+        }
         self.replicas.push(AerieProcess::start(
             &format!("replica{i}"),
             args,

@@ -6,9 +6,11 @@
 //! (`target/<profile>/aerie`), which `cargo test` builds along with the tests.
 
 mod cluster;
+mod firewall;
 pub mod history;
 mod http;
 mod load;
+pub mod nemesis;
 mod process;
 mod replicas;
 pub mod sim;
@@ -16,6 +18,7 @@ mod wait;
 
 pub use aerie_metastore::zookeeper::test_server::{checkout_file, TestZookeeper};
 pub use cluster::{fast_failure_detection, zookeeper_settings, ProcessCluster, ProcessClusterOptions, ShellOutput};
+pub use firewall::Firewall;
 pub use http::{
     balance_moves, balance_moves_given_up, http_get, learned_bytes, metrics, sample, try_http_get, wait_healthy,
 };

@@ -36,6 +36,7 @@ pub struct AerieProcess {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    paused: bool,
 }
 
 impl AerieProcess {
@@ -45,6 +46,7 @@ impl AerieProcess {
             args,
             log,
             child: None,
+            paused: false,
         };
         process.spawn();
         process
@@ -77,12 +79,34 @@ impl AerieProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// SIGSTOP: the process freezes (as in a long stall) until [`AerieProcess::resume`].
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = self.child.is_some();
+    }
+
+    /// SIGCONT, if paused.
+    pub fn resume(&mut self) {
+        if self.paused {
+            self.signal(libc::SIGCONT);
+            self.paused = false;
+        }
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.paused = false;
     }
 
     /// SIGTERM, and wait (bounded) for a clean exit.

@@ -139,6 +139,7 @@ async fn migrate(method: &str) {
         replica_servers: 3,
         meta_config: Some(meta_config(&old.hosts())),
         settings: fast_failure_detection(&[]),
+        ..Default::default()
     });
     let admin = cluster.client(Duration::from_secs(20));
     cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;

@@ -16,6 +16,11 @@ static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
 /// A loopback port nobody listens on now, not handed out before by this process, and outside the
 /// ephemeral range.
 pub fn free_loopback_port() -> u16 {
+    free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// Like [`free_loopback_port`], free on `ip` (any address of 127.0.0.0/8 is a loopback address).
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
     if NEXT.load(Ordering::Relaxed) == u32::MAX {
         // Start at a different place in each process, so that processes rarely walk the same ports.
         let nanos = SystemTime::now()
@@ -27,7 +32,7 @@ pub fn free_loopback_port() -> u16 {
     }
     for _ in 0..COUNT {
         let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
     }

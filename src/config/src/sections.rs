@@ -242,6 +242,15 @@ pub struct NetworkConfig {
     pub max_frame_bytes: u32,
     pub connect_timeout_ms: u64,
     pub rpc_timeout_ms: u64,
+    /// The local address outgoing connections are bound to (empty: the system chooses).
+    pub source_address: String,
+}
+
+impl NetworkConfig {
+    /// The validated source address, if one is set.
+    pub fn source_ip(&self) -> Option<std::net::IpAddr> {
+        self.source_address.parse().ok()
+    }
 }
 
 impl Default for NetworkConfig {
@@ -250,6 +259,7 @@ impl Default for NetworkConfig {
             max_frame_bytes: 64 * 1024 * 1024,
             connect_timeout_ms: 3_000,
             rpc_timeout_ms: 10_000,
+            source_address: String::new(),
         }
     }
 }
@@ -399,6 +409,12 @@ impl AerieConfig {
         }
         if self.network.rpc_timeout_ms == 0 || self.network.connect_timeout_ms == 0 {
             return Err(invalid("network.rpc_timeout_ms", "timeouts must be at least 1 ms"));
+        }
+        if !self.network.source_address.is_empty() && self.network.source_ip().is_none() {
+            return Err(invalid(
+                "network.source_address",
+                "must be an IP address (e.g. 127.0.0.11), or empty",
+            ));
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
 pub(crate) struct ConnectionPool {
     max_frame_bytes: usize,
     connect_timeout: Duration,
+    source_address: Option<std::net::IpAddr>,
     peers: Mutex<HashMap<NodeAddr, PeerSlot>>,
     next_id: AtomicU64,
 }
@@ -32,13 +33,33 @@ struct Connection {
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    /// Frames received so far: a call that times out with none received since it was sent finds
+    /// the connection hung (a cut link leaves TCP retransmitting, with no error for minutes), and
+    /// the connection is replaced instead of failing every later call the same way.
+    received: Arc<AtomicU64>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Connection {
+    /// Gives up on a connection: its loops stop, its socket closes, waiting calls fail.
+    fn abandon(&self, to: NodeAddr, why: &str) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        fail_all(&self.alive, &self.pending, to, why.to_string());
+    }
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(max_frame_bytes: usize, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        max_frame_bytes: usize,
+        connect_timeout: Duration,
+        source_address: Option<std::net::IpAddr>,
+    ) -> Self {
         ConnectionPool {
             max_frame_bytes,
             connect_timeout,
+            source_address,
             peers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
@@ -76,6 +97,7 @@ impl ConnectionPool {
             )));
         }
         let (tx, rx) = oneshot::channel();
+        let received_before = conn.received.load(Ordering::Acquire);
         conn.pending.lock().expect("pending calls").insert(id, tx);
         if conn.outbox.send(bytes).is_err() {
             conn.pending.lock().expect("pending calls").remove(&id);
@@ -92,6 +114,10 @@ impl ConnectionPool {
             }),
             Err(_) => {
                 conn.pending.lock().expect("pending calls").remove(&id);
+                if conn.received.load(Ordering::Acquire) == received_before {
+                    CLIENT_ERRORS.with_label_values(&["hung_connection"]).inc();
+                    conn.abandon(to, "no frame received while a call waited for its answer");
+                }
                 Err(timed_out())
             }
         };
@@ -121,9 +147,22 @@ impl ConnectionPool {
         Ok(conn)
     }
 
+    /// A TCP connection to `to`, from the configured source address if there is one.
+    async fn connect(&self, to: NodeAddr) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source_address else {
+            return TcpStream::connect(to.socket_addr()).await;
+        };
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        socket.connect(to.socket_addr()).await
+    }
+
     async fn open(&self, to: NodeAddr) -> Result<Connection, RpcError> {
         let connect_err = |reason: String| RpcError::Connect { to, reason };
-        let mut stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(to.socket_addr()))
+        let mut stream = tokio::time::timeout(self.connect_timeout, self.connect(to))
             .await
             .map_err(|_| connect_err(format!("no answer within {} ms", self.connect_timeout.as_millis())))?
             .map_err(|e| connect_err(e.to_string()))?;
@@ -149,15 +188,23 @@ impl ConnectionPool {
         let (outbox, inbox) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_loop(writer, inbox, alive.clone(), pending.clone(), to));
-        tokio::spawn(read_loop(
+        let received = Arc::new(AtomicU64::new(0));
+        let writing = tokio::spawn(write_loop(writer, inbox, alive.clone(), pending.clone(), to));
+        let reading = tokio::spawn(read_loop(
             BufReader::new(reader),
             self.max_frame_bytes,
             alive.clone(),
             pending.clone(),
+            received.clone(),
             to,
         ));
-        Ok(Connection { outbox, pending, alive })
+        Ok(Connection {
+            outbox,
+            pending,
+            alive,
+            received,
+            tasks: [writing.abort_handle(), reading.abort_handle()],
+        })
     }
 }
 
@@ -191,11 +238,13 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
     max_frame_bytes: usize,
     alive: Arc<AtomicBool>,
     pending: Pending,
+    received: Arc<AtomicU64>,
     to: NodeAddr,
 ) {
     let reason = loop {
         match frame::read_frame(&mut reader, max_frame_bytes).await {
             Ok(Frame::Response { id, outcome }) => {
+                received.fetch_add(1, Ordering::AcqRel);
                 let waiter = pending.lock().expect("pending calls").remove(&id);
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(outcome.map(|b| b.0).map_err(|failure| RpcError::Remote {

@@ -20,6 +20,8 @@ pub struct NetworkOptions {
     pub connect_timeout: Duration,
     /// Threads of the runtime that does socket I/O.
     pub io_threads: usize,
+    /// The local address outgoing connections are bound to (`None`: the system chooses).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl Default for NetworkOptions {
@@ -28,6 +30,7 @@ impl Default for NetworkOptions {
             max_frame_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(3),
             io_threads: 1,
+            source_address: None,
         }
     }
 }
@@ -92,7 +95,11 @@ impl Network {
         let handle = runtime.handle().clone();
         Ok(Network {
             inner: Arc::new(Inner {
-                pool: Arc::new(ConnectionPool::new(options.max_frame_bytes, options.connect_timeout)),
+                pool: Arc::new(ConnectionPool::new(
+                    options.max_frame_bytes,
+                    options.connect_timeout,
+                    options.source_address,
+                )),
                 options,
                 local: RwLock::default(),
                 faults: FaultFilter::default(),

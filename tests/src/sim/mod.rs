@@ -170,7 +170,11 @@ enum Event {
         life: u64,
         msg: Message,
     },
-    Timer { at: Endpoint, life: u64, timer: Timer },
+    Timer {
+        at: Endpoint,
+        life: u64,
+        timer: Timer,
+    },
     Nemesis,
     Undo(nemesis::Undo),
     Heal,

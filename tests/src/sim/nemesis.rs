@@ -130,7 +130,9 @@ impl Sim {
                         self.execute(gpid, CureAction::DowngradeToSecondary(primary), "an operator");
                         if cut {
                             let last = self.rng.random_range(300..2_000);
-                            self.note(format!("  (its push to node {old} is lost: cut from the meta for {last} ms)"));
+                            self.note(format!(
+                                "  (its push to node {old} is lost: cut from the meta for {last} ms)"
+                            ));
                             Some((Undo::Reconnect(vec![(Endpoint::Node(old), Endpoint::Meta)]), last))
                         } else {
                             None

@@ -48,6 +48,7 @@ async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) ->
         max_frame_bytes: config.network.max_frame_bytes as usize,
         connect_timeout: Duration::from_millis(config.network.connect_timeout_ms),
         io_threads: 2,
+        source_address: config.network.source_ip(),
     })
     .context("starting the network runtime")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());

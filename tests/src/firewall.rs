@@ -1,0 +1,95 @@
+//! Cutting links between processes with nftables, for the fault tests: every process of a
+//! [`crate::ProcessCluster`] started with `own_addresses` has its own loopback address, so a rule
+//! that drops packets from one address to another (both ways) partitions exactly those two.
+//! Dropped, not rejected: like a real network partition, the peers see silence, not errors.
+//!
+//! Each `Firewall` owns one nftables table (named after the test process), removed when dropped.
+//! It needs root and the `nft` command (Debian's `nftables`, installed by `scripts/test.sh`).
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Firewall {
+    table: String,
+}
+
+fn nft(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("nft")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run nft (install Debian's nftables; run as root): {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+impl Firewall {
+    /// A table of its own with one output chain; panics, saying why, when nftables is unusable.
+    pub fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let table = format!(
+            "aerie_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let setup = nft(&["add", "table", "inet", &table]).and_then(|_| {
+            nft(&[
+                "add",
+                "chain",
+                "inet",
+                &table,
+                "out",
+                "{ type filter hook output priority 0; policy accept; }",
+            ])
+        });
+        if let Err(e) = setup {
+            panic!("the fault tests cut links with nftables, as root: {e}");
+        }
+        Firewall { table }
+    }
+
+    fn family(ip: IpAddr) -> &'static str {
+        match ip {
+            IpAddr::V4(_) => "ip",
+            IpAddr::V6(_) => "ip6",
+        }
+    }
+
+    /// Drops every packet between `a` and `b`, both ways.
+    pub fn cut(&self, a: IpAddr, b: IpAddr) {
+        for (from, to) in [(a, b), (b, a)] {
+            let rule = format!(
+                "{} saddr {from} {} daddr {to} drop",
+                Self::family(from),
+                Self::family(to)
+            );
+            let mut args = vec!["add", "rule", "inet", &self.table, "out"];
+            args.extend(rule.split(' '));
+            nft(&args).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) {
+        nft(&["flush", "chain", "inet", &self.table, "out"]).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = nft(&["delete", "table", "inet", &self.table]);
+    }
+}
