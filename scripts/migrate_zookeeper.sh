@@ -150,6 +150,11 @@ echo "   leader $leader, cluster map at $root on ZooKeeper $from_zk"
 leader_index=""
 for i in "${!meta_list[@]}"; do [[ "${meta_list[$i]}" == "$leader" ]] && leader_index="$i"; done
 [[ -n "$leader_index" ]] || { echo "the leader $leader is not in -m $metas" >&2; exit 1; }
+# The operator's meta level is kept in the meta store: a recovery does not bring it back (the
+# replica servers do not know it) and a copy carries "blind" along. It is set again at the end.
+level_before=$(shell "get_meta_level" | sed -n 's/^current meta level is fl_//p' | head -n 1)
+level_before=${level_before:-steady}
+echo "   meta level $level_before"
 
 if [[ "$method" == recover ]]; then
     shell "nodes -d -o $dir/nodes.list" >/dev/null
@@ -194,6 +199,8 @@ else
 fi
 
 wait_meta_on_new_zk >/dev/null
+echo "== set_meta_level $level_before, as before the migration"
+shell "set_meta_level $level_before"
 for i in "${!meta_list[@]}"; do
     [[ "$i" == "$leader_index" ]] || run_template "$start_template" "$i"
 done

@@ -387,3 +387,37 @@ async fn a_new_leader_goes_on_emptying_the_nodes_being_taken_out() {
     let leaving: Vec<NodeAddr> = progress.nodes.iter().map(|n| n.node).collect();
     assert_eq!(leaving, vec![node(2)], "the leaving set came from the store");
 }
+
+#[actix_rt::test]
+async fn the_meta_level_outlives_a_restart_and_a_refused_write_changes_it_not() {
+    let store = flaky();
+    let (addr, _network) = start(store.clone()).await;
+    for level in [MetaLevel::Lively, MetaLevel::Blind] {
+        addr.send(Inbound(SetMetaLevel { level })).await.unwrap().unwrap();
+        // A new meta (a restart, or a new leader) loads the state from the store.
+        let (restarted, _network) = start(store.clone()).await;
+        let loaded = restarted.send(Inbound(GetMetaLevel {})).await.unwrap().unwrap();
+        assert_eq!(loaded.stored, level, "the level set before the restart");
+    }
+    // Blind is left the same way it is entered: by setting a level.
+    addr.send(Inbound(SetMetaLevel {
+        level: MetaLevel::Steady,
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    store.set_mode(Mode::Refuse);
+    let refused = addr
+        .send(Inbound(SetMetaLevel {
+            level: MetaLevel::Lively,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err().code, ErrorCode::ERR_META_STORE);
+    let level = addr.send(Inbound(GetMetaLevel {})).await.unwrap().unwrap();
+    assert_eq!(
+        level.stored,
+        MetaLevel::Steady,
+        "nothing changes when the store refuses"
+    );
+}

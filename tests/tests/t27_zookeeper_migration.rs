@@ -154,6 +154,8 @@ async fn migrate(method: &str) {
                 .unwrap();
         }
     }
+    // The operator's level (kept in the meta store) comes through the migration, blind or not.
+    admin.set_meta_level(aerie_common::MetaLevel::Lively).await.unwrap();
     let before = listings(&cluster);
 
     let control = MetaControl::new(&cluster);
@@ -165,6 +167,8 @@ async fn migrate(method: &str) {
 
     let info = admin.cluster_info().await.unwrap();
     assert_eq!(info.zookeeper_hosts, new.hosts(), "{output}");
+    let level = admin.meta_level().await.unwrap();
+    assert_eq!(level.stored, aerie_common::MetaLevel::Lively, "{output}");
     let after = listings(&cluster);
     assert_eq!(after, before, "the listings changed; script output:\n{output}");
     for (name, _) in TABLES {

@@ -5,6 +5,7 @@
 //!  <cluster_root>/apps/<app_id>      AppInfo as JSON
 //!  <cluster_root>/apps/<app_id>/<i>  PartitionConfig of partition i as JSON
 //!  <cluster_root>/offline            {"leaving": ["host:port", ...]}: nodes `offline_node` empties
+//!  <cluster_root>/meta_level         {"level": "lively"}: the level the operator set
 //! ```
 //!
 //! Creating a table is one transaction (root, table and every partition); every later change of a
@@ -31,6 +32,11 @@ struct OfflineData {
     leaving: Vec<NodeAddr>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct LevelData {
+    level: aerie_common::MetaLevel,
+}
+
 /// What the meta loads when it starts leading.
 #[derive(Debug, Clone, Default)]
 pub struct LoadedState {
@@ -38,6 +44,8 @@ pub struct LoadedState {
     pub next_app_id: AppId,
     /// Nodes being taken out of service (`offline_node`), so that a new leader goes on emptying them.
     pub leaving: std::collections::BTreeSet<NodeAddr>,
+    /// The meta level the operator set, if one was ever set (otherwise the configured start level).
+    pub level: Option<aerie_common::MetaLevel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +87,19 @@ impl StoreLayout {
             data: to_json(&OfflineData {
                 leaving: leaving.iter().copied().collect(),
             }),
+            expected: None,
+        }
+    }
+
+    fn level(&self) -> String {
+        format!("{}/meta_level", self.root)
+    }
+
+    /// Records the meta level the operator set (the node exists once the state was loaded).
+    pub fn set_level_op(&self, level: aerie_common::MetaLevel) -> StoreOp {
+        StoreOp::Set {
+            path: self.level(),
+            data: to_json(&LevelData { level }),
             expected: None,
         }
     }
@@ -143,10 +164,16 @@ impl StoreLayout {
             Some((bytes, _)) if !bytes.is_empty() => from_json::<OfflineData>(&self.offline(), &bytes)?.leaving,
             _ => Vec::new(),
         };
+        store.ensure_path(&self.level()).await?;
+        let level = match store.get(&self.level()).await? {
+            Some((bytes, _)) if !bytes.is_empty() => Some(from_json::<LevelData>(&self.level(), &bytes)?.level),
+            _ => None,
+        };
         let mut state = LoadedState {
             apps: BTreeMap::new(),
             next_app_id: root_data.next_app_id.max(1),
             leaving: leaving.into_iter().collect(),
+            level,
         };
         for child in store.children(&self.apps()).await? {
             let app_path = format!("{}/{child}", self.apps());
@@ -211,9 +238,15 @@ mod tests {
 
         let leaving = [NodeAddr("127.0.0.1:34801".parse().unwrap())].into_iter().collect();
         store.transaction(vec![layout.set_leaving_op(&leaving)]).await.unwrap();
+        assert_eq!(layout.load(&store).await.unwrap().level, None, "no level set yet");
+        store
+            .transaction(vec![layout.set_level_op(aerie_common::MetaLevel::Lively)])
+            .await
+            .unwrap();
 
         let loaded = layout.load(&store).await.unwrap();
         assert_eq!(loaded.leaving, leaving);
+        assert_eq!(loaded.level, Some(aerie_common::MetaLevel::Lively));
         assert_eq!(loaded.next_app_id, 2);
         assert_eq!(loaded.apps[&1].info, app);
         assert_eq!(loaded.apps[&1].partitions[1].ballot, 7);

@@ -4,9 +4,10 @@
 //! mutation is about to carry that news, so that a restart knows exactly what it may apply).
 //!
 //! `append` writes a whole group of mutations with one write and (in fsync mode) one `fdatasync`:
-//! that is the group commit. `open` replays every segment; a torn or corrupt record in the last
+//! that is the group commit. `open` replays every segment; a torn record at the end of the last
 //! segment is where a crash interrupted a write, so the file is cut there and the record is never
-//! applied. A bad record in an earlier segment cannot come from a crash and makes `open` fail.
+//! applied. A bad record followed by valid ones, or a bad record in an earlier segment, cannot come
+//! from a crash (a write is only ever torn at its end): it is corruption, and `open` fails.
 
 use crate::error::StorageError;
 use aerie_common::Decree;
@@ -108,6 +109,28 @@ pub(crate) fn encode_record(item: LogItem<'_>, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
+/// Whether a complete, valid record starts at `offset`.
+fn record_at(bytes: &[u8], offset: usize) -> bool {
+    if bytes.len() - offset < HEADER_LEN {
+        return false;
+    }
+    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
+    let start = offset + HEADER_LEN;
+    if len == 0 || len > MAX_RECORD_LEN || bytes.len() - start < len {
+        return false;
+    }
+    let payload = &bytes[start..start + len];
+    CRC32C.checksum(payload) == crc
+        && matches!(bincode::serde::decode_from_slice::<LogRecord, _>(payload, codec()), Ok((_, used)) if used == len)
+}
+
+/// The offset of the first valid record after `offset`, if any: what tells corruption (valid
+/// records follow the bad one) from a torn tail (nothing valid follows).
+pub(crate) fn valid_record_after(bytes: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..bytes.len()).find(|at| record_at(bytes, *at))
+}
+
 /// Parses records from `bytes`: the good ones, and where (and why) parsing stopped early, if it did.
 pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<LogRecord>, Option<(u64, String)>) {
     let mut mutations = Vec::new();
@@ -183,6 +206,13 @@ impl MutationLog {
             if let Some((offset, reason)) = stopped {
                 if position != last {
                     return Err(StorageError::CorruptLog { path, offset, reason });
+                }
+                if let Some(next) = valid_record_after(&bytes, offset as usize) {
+                    return Err(StorageError::CorruptLog {
+                        path,
+                        offset,
+                        reason: format!("{reason}, and a valid record follows at offset {next}: not a torn tail"),
+                    });
                 }
                 warn!(path = %path.display(), offset, reason, "cutting a torn record off the log tail");
                 let file = OpenOptions::new()
@@ -593,6 +623,23 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let replayed = MutationLog::open(dir.path(), OPTIONS, 0).unwrap();
         assert_eq!(replayed.mutations, vec![mutation(1)]);
+    }
+
+    #[test]
+    fn a_bad_record_followed_by_valid_ones_in_the_last_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MutationLog::open(dir.path(), OPTIONS, 0).unwrap().log;
+        log.append(&[mutation(1), mutation(2), mutation(3)]).unwrap();
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let full = bytes.len();
+        // A flipped bit in the middle record; the third one is intact.
+        bytes[full / 2] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        let err = MutationLog::open(dir.path(), OPTIONS, 0).err().expect("must refuse");
+        assert!(err.to_string().contains("not a torn tail"), "{err}");
+        assert_eq!(fs::metadata(&path).unwrap().len() as usize, full, "nothing was cut");
     }
 
     #[test]

@@ -269,6 +269,10 @@ impl ServerState {
     fn install(&mut self, loaded: LoadedState) {
         self.apps = loaded.apps;
         self.next_app_id = loaded.next_app_id;
+        // The level the operator set outlives meta restarts and failovers.
+        if let Some(level) = loaded.level {
+            self.stored_level = level;
+        }
         // A drain under way goes on: the nodes stay leaving and black-listed.
         self.knobs.black_list.extend(loaded.leaving.iter().copied());
         self.leaving = loaded.leaving;
@@ -747,18 +751,31 @@ impl Handler<aerie_rpc::Inbound<GetMetaLevel>> for ServerState {
 }
 
 impl Handler<aerie_rpc::Inbound<SetMetaLevel>> for ServerState {
-    type Result = WireResult<MetaLevel>;
+    type Result = ResponseFuture<WireResult<MetaLevel>>;
 
+    /// Persists the level first (even out of blind: that is how blind is left), then applies it.
     fn handle(
         &mut self,
         aerie_rpc::Inbound(req): aerie_rpc::Inbound<SetMetaLevel>,
         ctx: &mut Self::Context,
     ) -> Self::Result {
-        let old = std::mem::replace(&mut self.stored_level, req.level);
-        info!(from = %old, to = %req.level, "meta level set");
-        self.announce_level();
-        self.schedule_cure(ctx);
-        self.balancer.do_send(KickBalancer);
-        Ok(old)
+        if let Err(e) = self.check_loaded() {
+            return Box::pin(async move { Err(e) });
+        }
+        let level = req.level;
+        let ops = vec![self.layout.set_level_op(level)];
+        let applied = self.persist_then(ctx, ops, move |act, ctx| {
+            let old = std::mem::replace(&mut act.stored_level, level);
+            info!(from = %old, to = %level, "meta level set");
+            act.announce_level();
+            act.schedule_cure(ctx);
+            act.balancer.do_send(KickBalancer);
+            old
+        });
+        Box::pin(async move {
+            applied
+                .await
+                .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))?
+        })
     }
 }

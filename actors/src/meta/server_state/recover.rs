@@ -151,6 +151,7 @@ impl ServerState {
                 "cluster map recovered from the replica servers"
             );
             act.install(LoadedState {
+                level: None,
                 apps: recovered.apps,
                 next_app_id: recovered.next_app_id,
                 leaving: Default::default(),
