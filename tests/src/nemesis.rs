@@ -85,7 +85,7 @@ async fn client_loop(
                         last_seen.insert(key, value.clone());
                         Outcome::Ok(OpKind::Read { value })
                     }
-                    Err(_) => Outcome::Failed,
+                    Err(e) => Outcome::Failed(e.to_string()),
                 };
                 history.complete(pending, outcome);
             }
@@ -142,7 +142,7 @@ fn write_failure(e: &aerie_common::WireError) -> Outcome {
     if e.code == ErrorCode::ERR_OUTCOME_UNKNOWN {
         Outcome::Unknown
     } else {
-        Outcome::Failed
+        Outcome::Failed(e.to_string())
     }
 }
 
@@ -253,6 +253,10 @@ pub struct FaultCluster {
     pub admin: Client,
     pub table: String,
     pub keys: Vec<Vec<u8>>,
+}
+
+async fn app_partitions(admin: &Client, table: &str) -> u32 {
+    admin.query_config(table).await.map_or(1, |a| a.info.partition_count)
 }
 
 /// What a fault test found.
@@ -405,8 +409,35 @@ impl FaultCluster {
                 Err(e) => panic!("reading {} after healing failed: {e}", String::from_utf8_lossy(key)),
             }
         }
+        // A crash must never leave a replica that cannot be opened again.
+        for replica in &self.cluster.replicas {
+            let log = replica.log_tail(100_000);
+            let failed: Vec<&str> = log.lines().filter(|l| l.contains("cannot open replica")).collect();
+            assert!(
+                failed.is_empty(),
+                "{} could not reopen a replica: {failed:?}",
+                replica.name
+            );
+        }
         let (ops_ok, ops_unknown) = history.counts();
         let report = check_all(&history.per_key(), 5_000_000);
+        for (key, _) in &report.violations {
+            let pidx = partition_index(key, SORT_KEY, app_partitions(&self.admin, &self.table).await);
+            eprintln!(
+                "operations on {} (partition {pidx}):\n{}",
+                String::from_utf8_lossy(key),
+                history.dump_key(key)
+            );
+            if let Some(crate::history::CheckError::NotLinearizable { stuck_at, .. }) =
+                report.violations.iter().find(|(k, _)| k == key).map(|(_, e)| e)
+            {
+                for line in stuck_at {
+                    if let Some(value) = line.split("read -> \"").nth(1).and_then(|v| v.split('"').next()) {
+                        eprintln!("who wrote {value}:\n{}", history.find_value(value.as_bytes()));
+                    }
+                }
+            }
+        }
         let app = self.admin.query_config(&self.table).await.expect("the table");
         let records = assert_replicas_identical(&self.admin, &app).await;
         FaultReport {

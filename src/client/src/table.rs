@@ -28,6 +28,14 @@ fn unexpected(what: &str) -> WireError {
     WireError::new(ErrorCode::ERR_INVALID_DATA, format!("unexpected answer to {what}"))
 }
 
+/// A write answered with a result of the wrong kind took effect, but what it did is not known.
+fn unexpected_write(what: &str) -> WireError {
+    WireError::new(
+        ErrorCode::ERR_OUTCOME_UNKNOWN,
+        format!("unexpected answer to {what}: it was applied, with an unknown result"),
+    )
+}
+
 impl Table {
     pub(crate) fn new(client: Client, routing: AppState) -> Self {
         Table {
@@ -271,7 +279,7 @@ impl Table {
             .await?
         {
             WriteResult::Removed { count } => Ok(count),
-            _ => Err(unexpected("multi_del")),
+            _ => Err(unexpected_write("multi_del")),
         }
     }
 
@@ -286,7 +294,7 @@ impl Table {
             .await?
         {
             WriteResult::Incremented { new_value } => Ok(new_value),
-            _ => Err(unexpected("incr")),
+            _ => Err(unexpected_write("incr")),
         }
     }
 
@@ -297,7 +305,7 @@ impl Table {
                 set_succeeded,
                 check_value,
             } => Ok((set_succeeded, check_value)),
-            _ => Err(unexpected("check_and_set")),
+            _ => Err(unexpected_write("check_and_set")),
         }
     }
 

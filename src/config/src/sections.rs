@@ -128,6 +128,7 @@ pub struct ReplicationConfig {
     pub log_sync_mode: LogSyncMode,
     pub log_segment_size_mb: u64,
     pub log_gc_threshold_mb: u64,
+    pub log_gc_interval_ms: u64,
     pub prepare_timeout_ms: u64,
     pub group_check_interval_ms: u64,
     pub max_value_bytes: u64,
@@ -154,6 +155,7 @@ impl Default for ReplicationConfig {
             log_sync_mode: LogSyncMode::Fsync,
             log_segment_size_mb: 64,
             log_gc_threshold_mb: 256,
+            log_gc_interval_ms: 10_000,
             prepare_timeout_ms: 5_000,
             group_check_interval_ms: 10_000,
             max_value_bytes: 4 * 1024 * 1024,
@@ -357,6 +359,9 @@ impl AerieConfig {
                 "replication.mutation_2pc_min_replica_count",
                 "must be at least 1",
             ));
+        }
+        if repl.log_gc_interval_ms < 100 {
+            return Err(invalid("replication.log_gc_interval_ms", "must be at least 100"));
         }
         if repl.log_segment_size_mb == 0 {
             return Err(invalid("replication.log_segment_size_mb", "must be at least 1"));

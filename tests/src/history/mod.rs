@@ -69,8 +69,8 @@ pub struct Op {
 pub enum Outcome {
     /// It took effect and returned this (the kind, with what a read saw or a CAS / incr returned).
     Ok(OpKind),
-    /// It certainly did not take effect (refused before it was proposed).
-    Failed,
+    /// It certainly did not take effect (refused before it was proposed); why, for reports.
+    Failed(String),
     /// It may or may not have taken effect.
     Unknown,
 }
@@ -80,6 +80,18 @@ struct Recorded {
     key: Vec<u8>,
     op: Op,
     done: bool,
+    /// Wall-clock milliseconds of invocation and completion, to line a failure up with logs.
+    invoked_ms: u128,
+    completed_ms: Option<u128>,
+    /// Why it failed, when it certainly had no effect (kept for reports, never checked).
+    failed: Option<String>,
+}
+
+fn wall_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// A thread-safe recorder of the operations of many clients on many keys.
@@ -115,6 +127,9 @@ impl History {
                 kind,
             },
             done: false,
+            invoked_ms: wall_ms(),
+            completed_ms: None,
+            failed: None,
         }));
         Pending(ops.len() - 1)
     }
@@ -134,10 +149,23 @@ impl History {
                 ..
             })
         );
+        if let Some(recorded) = slot.as_mut() {
+            recorded.completed_ms = Some(wall_ms());
+        }
         match outcome {
             // A read that failed, or whose answer never came, had no effect: nothing to check.
-            Outcome::Failed => *slot = None,
-            Outcome::Unknown if is_read => *slot = None,
+            Outcome::Failed(why) => {
+                if let Some(recorded) = slot {
+                    recorded.failed = Some(why);
+                    recorded.done = true;
+                }
+            }
+            Outcome::Unknown if is_read => {
+                if let Some(recorded) = slot {
+                    recorded.failed = Some("no answer".into());
+                    recorded.done = true;
+                }
+            }
             Outcome::Unknown => {
                 if let Some(recorded) = slot {
                     recorded.done = true;
@@ -157,19 +185,86 @@ impl History {
     pub fn per_key(&self) -> BTreeMap<Vec<u8>, Vec<Op>> {
         let ops = self.ops.lock().expect("history");
         let mut keys: BTreeMap<Vec<u8>, Vec<Op>> = BTreeMap::new();
-        for recorded in ops.iter().flatten() {
+        for recorded in ops.iter().flatten().filter(|r| r.failed.is_none()) {
             keys.entry(recorded.key.clone()).or_default().push(recorded.op.clone());
         }
         keys
     }
 
+    /// Every operation on `key` in invocation order, one line each with wall-clock times (UTC,
+    /// as the servers log them), for a failure report.
+    pub fn dump_key(&self, key: &[u8]) -> String {
+        let ops = self.ops.lock().expect("history");
+        let mut lines: Vec<(u128, String)> = ops
+            .iter()
+            .flatten()
+            .filter(|r| r.key == key)
+            .map(|r| {
+                let until = match (&r.failed, r.op.complete, r.completed_ms) {
+                    (Some(why), _, Some(ms)) => format!("{} FAILED ({why})", clock_time(ms)),
+                    (None, Some(_), Some(ms)) => clock_time(ms),
+                    (_, None, _) => "unknown".to_string(),
+                    _ => "?".to_string(),
+                };
+                (
+                    r.invoked_ms,
+                    format!(
+                        "{} .. {}  client {:>3}  {:?}",
+                        clock_time(r.invoked_ms),
+                        until,
+                        r.op.client,
+                        r.op.kind
+                    ),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|(_, l)| l).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Every operation whose (intended) value is `value`, on any key, for a failure report.
+    pub fn find_value(&self, value: &[u8]) -> String {
+        let ops = self.ops.lock().expect("history");
+        ops.iter()
+            .flatten()
+            .filter(|r| match &r.op.kind {
+                OpKind::Write { value: v } | OpKind::Cas { new: v, .. } => v == value,
+                _ => false,
+            })
+            .map(|r| {
+                format!(
+                    "key {} {} .. {}: {:?} {}",
+                    String::from_utf8_lossy(&r.key),
+                    clock_time(r.invoked_ms),
+                    r.completed_ms.map(clock_time).unwrap_or_default(),
+                    r.op.kind,
+                    r.failed.as_deref().map(|f| format!("FAILED ({f})")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Counts of operations by how they ended: (ok, unknown).
     pub fn counts(&self) -> (usize, usize) {
         let ops = self.ops.lock().expect("history");
-        let ok = ops.iter().flatten().filter(|r| r.op.complete.is_some()).count();
-        let unknown = ops.iter().flatten().filter(|r| r.op.complete.is_none()).count();
+        let checked = || ops.iter().flatten().filter(|r| r.failed.is_none());
+        let ok = checked().filter(|r| r.op.complete.is_some()).count();
+        let unknown = checked().filter(|r| r.op.complete.is_none()).count();
         (ok, unknown)
     }
+}
+
+/// `HH:MM:SS.mmm` of a wall-clock millisecond (UTC).
+fn clock_time(ms: u128) -> String {
+    let secs = (ms / 1000) % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
 }
 
 /// The result of checking a whole history.

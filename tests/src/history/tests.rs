@@ -274,7 +274,7 @@ fn the_recorder_keeps_unknown_writes_and_drops_failed_ops_and_unknown_reads() {
     let w = history.invoke(1, b"k", OpKind::Write { value: b"a".to_vec() });
     history.complete(w, Outcome::Ok(OpKind::Write { value: b"a".to_vec() }));
     let failed = history.invoke(2, b"k", OpKind::Write { value: b"b".to_vec() });
-    history.complete(failed, Outcome::Failed);
+    history.complete(failed, Outcome::Failed("refused".into()));
     let unknown = history.invoke(3, b"k", OpKind::Write { value: b"c".to_vec() });
     history.complete(unknown, Outcome::Unknown);
     let lost_read = history.invoke(4, b"k", OpKind::Read { value: None });

@@ -253,14 +253,20 @@ impl Sim {
                     succeeded: Some(succeeded),
                 })
             }
-            (Ok(_), _) => Outcome::Unknown,
+            (Ok(_), planned) => {
+                // The real client turns this into ERR_OUTCOME_UNKNOWN; here it is a bug to report.
+                self.wrong_answers.push(format!(
+                    "client {c}: {planned:?} answered with the wrong kind of result"
+                ));
+                Outcome::Unknown
+            }
             (Err(e), _) if e.code == ErrorCode::ERR_OUTCOME_UNKNOWN => Outcome::Unknown,
             (Err(e), _) => {
                 if op.last_read {
                     let key = String::from_utf8_lossy(&self.keys[op.key].1).into_owned();
                     self.final_failures.push(format!("final read of {key} failed: {e}"));
                 }
-                Outcome::Failed
+                Outcome::Failed(e.to_string())
             }
         };
         self.history.complete(op.recorded, outcome);

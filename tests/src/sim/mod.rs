@@ -95,11 +95,13 @@ pub struct SimReport {
     pub divergent: Vec<String>,
     /// Why the cluster did not get back to fully healthy and serving, if it did not.
     pub stuck: Option<String>,
+    /// Operations answered with a result of the wrong kind.
+    pub wrong_answers: Vec<String>,
 }
 
 impl SimReport {
     pub fn passed(&self) -> bool {
-        self.violations.is_none() && self.divergent.is_empty() && self.stuck.is_none()
+        self.violations.is_none() && self.divergent.is_empty() && self.stuck.is_none() && self.wrong_answers.is_empty()
     }
 
     pub fn describe(&self) -> String {
@@ -116,6 +118,9 @@ impl SimReport {
         }
         for d in &self.divergent {
             out.push_str(&format!("\n  DIVERGED: {d}"));
+        }
+        for w in self.wrong_answers.iter().take(3) {
+            out.push_str(&format!("\n  WRONG ANSWER: {w}"));
         }
         if let Some(s) = &self.stuck {
             out.push_str(&format!("\n  STUCK: {s}"));
@@ -275,6 +280,8 @@ pub struct Sim {
     pub(crate) replay_failures: Vec<String>,
     /// Final reads that failed (the cluster did not serve after healing).
     pub(crate) final_failures: Vec<String>,
+    /// Operations answered with a result of the wrong kind (a CAS answered `Done`, ...).
+    pub(crate) wrong_answers: Vec<String>,
     /// `AERIE_SIM_WATCH=node:app.pidx:decree` traces what that replica does with that decree.
     pub(crate) watch: Option<(usize, aerie_common::Gpid, i64)>,
 }
@@ -303,6 +310,7 @@ impl Sim {
             faulty: Default::default(),
             replay_failures: Vec::new(),
             final_failures: Vec::new(),
+            wrong_answers: Vec::new(),
             watch: std::env::var("AERIE_SIM_WATCH").ok().and_then(|w| {
                 let mut parts = w.split(':');
                 Some((
@@ -514,6 +522,7 @@ impl Sim {
             report.divergent = self.divergence();
         }
         report.divergent.extend(std::mem::take(&mut self.replay_failures));
+        report.wrong_answers = std::mem::take(&mut self.wrong_answers);
         let per_key = self.history.per_key();
         let checked = check_all(&per_key, 2_000_000);
         if !checked.is_linearizable() {

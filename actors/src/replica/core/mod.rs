@@ -522,13 +522,13 @@ impl ReplicaCore {
                 }
             }
         }
-        for (decree, mut op_answers) in answers {
+        for (decree, op_answers) in answers {
+            // Every waiter of an operation (its first attempt and each retry) gets its answer.
             for (waiter, index) in self.write_waiters.remove(&decree).unwrap_or_default() {
-                let answer = if index < op_answers.len() {
-                    std::mem::replace(&mut op_answers[index], Ok(aerie_proto::data::WriteResult::Done))
-                } else {
-                    Ok(aerie_proto::data::WriteResult::Done)
-                };
+                let answer = op_answers
+                    .get(index)
+                    .cloned()
+                    .unwrap_or(Ok(aerie_proto::data::WriteResult::Done));
                 out.push(Effect::AnswerWrite { waiter, answer });
             }
         }

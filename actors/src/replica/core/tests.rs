@@ -264,6 +264,26 @@ fn a_retry_of_a_write_under_way_waits_for_the_same_decree() {
     assert_eq!(core.last_prepared(), 1);
 }
 
+// Found by t41: the retry that joined its first attempt's decree was answered `Done` instead of
+// the check-and-set's result (the client took the CAS for failed although it took effect).
+#[test]
+fn every_attempt_waiting_for_a_decree_gets_the_operations_answer() {
+    let mut core = primary(2);
+    core.client_write(1, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
+    core.client_write(2, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
+    core.logged(&[(1, 2)], 0);
+    for n in [2, 3] {
+        core.prepare_answered(node(n), 1, 2, Ok(PrepareAck { decree: 1, ballot: 2 }));
+    }
+    let cas = Ok(WriteResult::CheckAndSet {
+        set_succeeded: true,
+        check_value: None,
+    });
+    let mut answered = answers(&core.applied(1, vec![(1, vec![cas.clone()])]));
+    answered.sort_by_key(|(w, _)| *w);
+    assert_eq!(answered, vec![(1, cas.clone()), (2, cas)]);
+}
+
 #[test]
 fn a_retry_of_an_applied_write_gets_its_first_answer() {
     let mut core = primary(2);

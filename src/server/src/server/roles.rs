@@ -324,7 +324,7 @@ pub fn start_replica(
             max_value_bytes: repl.max_value_bytes as usize,
         },
         log_gc_threshold_bytes: repl.log_gc_threshold_mb * MB,
-        log_gc_interval: Duration::from_secs(10),
+        log_gc_interval: Duration::from_millis(repl.log_gc_interval_ms),
         log_options: LogOptions {
             segment_bytes: repl.log_segment_size_mb * MB,
             sync: repl.log_sync_mode == LogSyncMode::Fsync,
