@@ -6,6 +6,7 @@
 //! This crate has no internal dependencies; everything else builds on it.
 
 pub mod clock;
+pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod ids;

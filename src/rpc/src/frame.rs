@@ -52,7 +52,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, codec()).map_err(|e| e.to_string())?;
+    let (value, read) = aerie_common::codec::decode_bounded(bytes, DECODE_LIMIT)?;
     if read != bytes.len() {
         return Err(format!("{} trailing bytes after the message", bytes.len() - read));
     }
@@ -92,8 +92,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Res
     if len > max {
         return Err(ReadFrameError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    // The body grows as its bytes arrive: a length prefix alone allocates nothing large.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let read = reader.take(len as u64).read_to_end(&mut body).await?;
+    if read < len {
+        return Err(ReadFrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     decode(&body).map_err(ReadFrameError::Malformed)
 }
 

@@ -122,7 +122,7 @@ fn record_at(bytes: &[u8], offset: usize) -> bool {
     }
     let payload = &bytes[start..start + len];
     CRC32C.checksum(payload) == crc
-        && matches!(bincode::serde::decode_from_slice::<LogRecord, _>(payload, codec()), Ok((_, used)) if used == len)
+        && matches!(aerie_common::codec::decode_bounded::<LogRecord>(payload, MAX_RECORD_LEN), Ok((_, used)) if used == len)
 }
 
 /// The offset of the first valid record after `offset`, if any: what tells corruption (valid
@@ -153,7 +153,7 @@ pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<LogRecord>, Option<(u64, Stri
         if CRC32C.checksum(payload) != crc {
             return (mutations, bad("checksum mismatch"));
         }
-        match bincode::serde::decode_from_slice::<LogRecord, _>(payload, codec()) {
+        match aerie_common::codec::decode_bounded::<LogRecord>(payload, MAX_RECORD_LEN) {
             Ok((mutation, used)) if used == len => mutations.push(mutation),
             _ => return (mutations, bad("undecodable record")),
         }
