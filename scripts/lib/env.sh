@@ -5,7 +5,8 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aerie/target}"
 
 # Installs missing Debian packages: clang and libclang-dev (RocksDB's bindings are generated with
-# bindgen, and its C++ is compiled with the system compiler), and zookeeper for the tests.
+# bindgen, and its C++ is compiled with the system compiler), zookeeper for the tests, and
+# nftables for the fault tests that cut links between processes (they run as root).
 ensure_build_packages() {
     local missing=()
     command -v clang >/dev/null 2>&1 || missing+=(clang)
@@ -13,6 +14,7 @@ ensure_build_packages() {
     # ZooKeeper (and its Java runtime) for the meta store tests; run as a plain process by
     # scripts/zookeeper.sh, never as a system service.
     [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+    command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
     if ((${#missing[@]} == 0)); then
         return 0
     fi

@@ -3,7 +3,8 @@
 //! that drops packets from one address to another (both ways) partitions exactly those two.
 //! Dropped, not rejected: like a real network partition, the peers see silence, not errors.
 //!
-//! Each `Firewall` owns one nftables table (named after the test process), removed when dropped.
+//! Each `Firewall` owns one nftables table (named after the test process), removed when dropped;
+//! tables left by test processes that died without dropping theirs are removed by the next one.
 //! It needs root and the `nft` command (Debian's `nftables`, installed by `scripts/test.sh`).
 
 use std::net::IpAddr;
@@ -30,6 +31,28 @@ fn nft(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Deletes the tables named after test processes that no longer run (killed before they could
+/// drop their `Firewall`): their rules would still cut links for whoever gets those addresses.
+fn remove_tables_of_dead_processes() {
+    let Ok(output) = Command::new("nft").args(["list", "tables"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(table) = line.strip_prefix("table inet ") else {
+            continue;
+        };
+        let pid = table
+            .strip_prefix("aerie_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = nft(&["delete", "table", "inet", table]);
+            }
+        }
+    }
+}
+
 impl Firewall {
     /// A table of its own with one output chain; panics, saying why, when nftables is unusable.
     pub fn new() -> Self {
@@ -52,6 +75,7 @@ impl Firewall {
         if let Err(e) = setup {
             panic!("the fault tests cut links with nftables, as root: {e}");
         }
+        remove_tables_of_dead_processes();
         Firewall { table }
     }
 

@@ -5,8 +5,8 @@
 //! issue, an overwritten value came back, and a check-and-set reported "not applied" for its own
 //! write). Every key's history is linearizable and the replicas end identical.
 
-use aerie_tests::nemesis::{fault_settings, FaultCluster};
-use aerie_tests::{wait_fully_healthy, ProcessClusterOptions};
+use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
+use aerie_tests::ProcessClusterOptions;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,14 +50,7 @@ async fn retries_across_a_dead_primary_take_effect_once() {
     }
     for _ in 0..2 {
         load.wait_for_more(500, Duration::from_secs(60)).await;
-        let busiest = faults.busiest_replica().await;
-        load.sleep();
-        faults.cluster.replicas[busiest].kill();
-        faults.wait_primaries_moved_off(busiest, Duration::from_secs(60)).await;
-        load.wake();
-        load.wait_for_more(1_000, Duration::from_secs(90)).await;
-        faults.cluster.replicas[busiest].restart();
-        wait_fully_healthy(&faults.admin, &faults.table, Duration::from_secs(120)).await;
+        eprintln!("{}", faults.inject(Fault::Kill, &load).await);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut filled = 0;

@@ -4,13 +4,13 @@
 //! back in whatever role the meta gives it. Every key's history is linearizable and the replicas
 //! end identical.
 
-use aerie_tests::nemesis::{fault_settings, FaultCluster};
+use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
 use aerie_tests::ProcessClusterOptions;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_cut_from_the_meta_stops_serving_and_comes_back_consistent() {
-    let faults = FaultCluster::start(
+    let mut faults = FaultCluster::start(
         ProcessClusterOptions {
             replica_servers: 4,
             settings: fault_settings(),
@@ -21,14 +21,7 @@ async fn a_server_cut_from_the_meta_stops_serving_and_comes_back_consistent() {
     .await;
     let load = faults.load(6).await;
     load.wait_for_more(500, Duration::from_secs(60)).await;
-    let busiest = faults.busiest_replica().await;
-    load.sleep();
-    faults.cut_from_meta(busiest);
-    faults.wait_primaries_moved_off(busiest, Duration::from_secs(60)).await;
-    load.wake();
-    load.wait_for_more(1_000, Duration::from_secs(90)).await;
-    faults.firewall.heal();
-    load.wait_for_more(1_000, Duration::from_secs(90)).await;
+    eprintln!("{}", faults.inject(Fault::CutFromMeta, &load).await);
     let report = faults.finish(load).await;
     eprintln!(
         "{}",

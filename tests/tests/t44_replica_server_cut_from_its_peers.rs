@@ -5,13 +5,13 @@
 //! catches up. Every key's
 //! history is linearizable and the replicas end identical.
 
-use aerie_tests::nemesis::{fault_settings, FaultCluster};
+use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
 use aerie_tests::ProcessClusterOptions;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_cut_from_its_peers_loses_its_replicas_and_nothing_else() {
-    let faults = FaultCluster::start(
+    let mut faults = FaultCluster::start(
         ProcessClusterOptions {
             replica_servers: 4,
             settings: fault_settings(),
@@ -22,14 +22,7 @@ async fn a_server_cut_from_its_peers_loses_its_replicas_and_nothing_else() {
     .await;
     let load = faults.load(6).await;
     load.wait_for_more(500, Duration::from_secs(60)).await;
-    let busiest = faults.busiest_replica().await;
-    faults.cut_from_peers(busiest);
-    // The partitions led elsewhere go on without it. (Those it leads cannot write meanwhile: it
-    // holds its lease, and its secondaries cannot hear it.)
-    faults.wait_removed_as_secondary(busiest, Duration::from_secs(60)).await;
-    load.wait_for_more(300, Duration::from_secs(90)).await;
-    faults.firewall.heal();
-    load.wait_for_more(1_000, Duration::from_secs(90)).await;
+    eprintln!("{}", faults.inject(Fault::CutFromPeers, &load).await);
     let report = faults.finish(load).await;
     eprintln!(
         "{}",

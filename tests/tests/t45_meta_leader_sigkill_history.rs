@@ -3,8 +3,8 @@
 //! which resync), the killed one comes back as a follower. Every key's history is linearizable and
 //! the replicas end identical.
 
-use aerie_tests::nemesis::{fault_settings, FaultCluster};
-use aerie_tests::{wait_until, zookeeper_settings, ProcessClusterOptions, TestZookeeper};
+use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
+use aerie_tests::{zookeeper_settings, ProcessClusterOptions, TestZookeeper};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,31 +29,7 @@ async fn a_meta_leader_failover_keeps_every_history_linearizable() {
     .await;
     let load = faults.load(6).await;
     load.wait_for_more(500, Duration::from_secs(60)).await;
-    let leader = faults
-        .admin
-        .cluster_info()
-        .await
-        .expect("cluster info")
-        .primary_meta_server;
-    let index = faults
-        .cluster
-        .meta_addrs
-        .iter()
-        .position(|m| *m == leader)
-        .expect("the leader is one of the metas");
-    faults.cluster.metas[index].kill();
-    let admin = &faults.admin;
-    wait_until("another meta to lead", Duration::from_secs(60), || async move {
-        match admin.cluster_info().await {
-            Ok(info) if info.primary_meta_server != leader => Ok(()),
-            Ok(_) => Err("the dead leader is still named".to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    load.wait_for_more(1_000, Duration::from_secs(90)).await;
-    faults.cluster.metas[index].restart();
-    load.wait_for_more(500, Duration::from_secs(90)).await;
+    eprintln!("{}", faults.inject(Fault::MetaLeaderKill, &load).await);
     let report = faults.finish(load).await;
     eprintln!("{}", report.assert_linearizable("SIGKILL of the meta leader"));
 }

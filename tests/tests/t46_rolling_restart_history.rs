@@ -2,8 +2,8 @@
 //! and started again while clients read, write and check-and-set; the next one goes once the table
 //! is fully healthy again. Every key's history is linearizable and the replicas end identical.
 
-use aerie_tests::nemesis::{fault_settings, FaultCluster};
-use aerie_tests::{wait_fully_healthy, ProcessClusterOptions};
+use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
+use aerie_tests::ProcessClusterOptions;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,16 +19,7 @@ async fn a_rolling_restart_keeps_every_history_linearizable() {
     .await;
     let load = faults.load(6).await;
     load.wait_for_more(500, Duration::from_secs(60)).await;
-    for i in 0..faults.cluster.replicas.len() {
-        let stopped = faults.cluster.replicas[i].terminate(Duration::from_secs(30));
-        assert!(
-            stopped.is_some_and(|s| s.success()),
-            "replica server {i} did not stop cleanly: {stopped:?}"
-        );
-        faults.cluster.replicas[i].restart();
-        wait_fully_healthy(&faults.admin, &faults.table, Duration::from_secs(120)).await;
-        load.wait_for_more(300, Duration::from_secs(90)).await;
-    }
+    eprintln!("{}", faults.inject(Fault::RollingRestart, &load).await);
     let report = faults.finish(load).await;
     eprintln!(
         "{}",

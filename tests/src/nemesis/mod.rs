@@ -5,20 +5,24 @@
 //!
 //! ```text
 //!   HistoryLoad: clients (short and default timeouts) ── read / write / check_and_set ──► History
-//!   FaultCluster: SIGKILL | SIGSTOP / SIGCONT | Firewall::cut(a, b) | restart ──► heal
-//!   finish(): wait fully healthy ─► read every key ─► check_all(history) ─► replica checksums
+//!   FaultCluster::inject(Fault): SIGKILL | SIGSTOP / SIGCONT | Firewall::cut(a, b) | restart ──► heal
+//!   check(load): wait fully healthy ─► read every key ─► check_all(history) ─► replica checksums
 //! ```
+//!
+//! A cluster lives through many checks: `scripts/chaos.sh` starts a fresh load on fresh keys for
+//! every round of faults and checks each round's history on its own.
 
-use crate::history::{check_all, History, OpKind, Outcome, Report, Value};
+mod faults;
+mod load;
+
+pub use faults::Fault;
+pub use load::{HistoryLoad, SORT_KEY};
+
+use crate::history::{check_all, OpKind, Outcome, Report};
 use crate::{assert_replicas_identical, wait_fully_healthy, Firewall, ProcessCluster, ProcessClusterOptions};
-use aerie_client::{Client, ClientOptions, Table};
-use aerie_common::{partition_index, ErrorCode, NodeAddr};
-use aerie_proto::data::{CheckAndSet, CheckType};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use aerie_client::{Client, ClientOptions};
+use aerie_common::{partition_index, NodeAddr};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// Failure detection of the fault tests: beacons every second, lease 3 s, grace 5 s.
 pub fn fault_settings() -> Vec<String> {
@@ -35,15 +39,13 @@ pub fn fault_settings() -> Vec<String> {
     .collect()
 }
 
-const SORT_KEY: &[u8] = b"s";
-
-/// `per_partition` hash keys in each of `partitions` partitions.
-pub fn keys(partitions: u32, per_partition: usize) -> Vec<Vec<u8>> {
+/// `per_partition` hash keys in each of `partitions` partitions, named `{prefix}{i}`.
+pub fn keys_named(prefix: &str, partitions: u32, per_partition: usize) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
     for pidx in 0..partitions {
         keys.extend(
             (0..)
-                .map(|i| format!("key{i}").into_bytes())
+                .map(|i| format!("{prefix}{i}").into_bytes())
                 .filter(|k| partition_index(k, SORT_KEY, partitions) == pidx)
                 .take(per_partition),
         );
@@ -51,199 +53,9 @@ pub fn keys(partitions: u32, per_partition: usize) -> Vec<Vec<u8>> {
     keys
 }
 
-/// A client's operations on the keys, recorded in the history, until stopped.
-async fn client_loop(
-    id: u64,
-    table: Table,
-    keys: Arc<Vec<Vec<u8>>>,
-    history: History,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    asleep: Option<Arc<AtomicBool>>,
-) {
-    let mut last_seen: HashMap<usize, Value> = HashMap::new();
-    let mut n = 0u64;
-    let mut rng = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while !stop.load(Ordering::Relaxed) {
-        if asleep.as_ref().is_some_and(|a| a.load(Ordering::Relaxed)) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
-        // A small xorshift: no shared generator, nothing to lock.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let key = (rng % keys.len() as u64) as usize;
-        let hash_key = keys[key].clone();
-        n += 1;
-        let value = format!("c{id}-{n}").into_bytes();
-        match (rng >> 32) % 10 {
-            0..=3 => {
-                let pending = history.invoke(id, &hash_key, OpKind::Read { value: None });
-                let outcome = match table.get(&hash_key, SORT_KEY).await {
-                    Ok(value) => {
-                        last_seen.insert(key, value.clone());
-                        Outcome::Ok(OpKind::Read { value })
-                    }
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                history.complete(pending, outcome);
-            }
-            4..=7 => {
-                let pending = history.invoke(id, &hash_key, OpKind::Write { value: value.clone() });
-                let outcome = match table.set(&hash_key, SORT_KEY, &value, 0).await {
-                    Ok(()) => Outcome::Ok(OpKind::Write { value }),
-                    Err(e) => write_failure(&e),
-                };
-                history.complete(pending, outcome);
-            }
-            _ => {
-                let expect = last_seen.get(&key).cloned().unwrap_or(None);
-                let kind = OpKind::Cas {
-                    expect: expect.clone(),
-                    new: value.clone(),
-                    succeeded: None,
-                };
-                let pending = history.invoke(id, &hash_key, kind.clone());
-                let cas = CheckAndSet {
-                    hash_key: hash_key.clone(),
-                    check_sort_key: SORT_KEY.to_vec(),
-                    check: match &expect {
-                        None => CheckType::ValueNotExist,
-                        Some(v) => CheckType::ValueBytesEqual(v.clone()),
-                    },
-                    set_sort_key: SORT_KEY.to_vec(),
-                    set_value: value.clone(),
-                    set_ttl_secs: 0,
-                    return_check_value: false,
-                };
-                let outcome = match table.check_and_set(cas).await {
-                    Ok((succeeded, _)) => {
-                        if succeeded {
-                            last_seen.insert(key, Some(value.clone()));
-                        }
-                        Outcome::Ok(OpKind::Cas {
-                            expect,
-                            new: value,
-                            succeeded: Some(succeeded),
-                        })
-                    }
-                    Err(e) => write_failure(&e),
-                };
-                history.complete(pending, outcome);
-            }
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// How a failed write goes into the history: unknown when it may have been applied.
-fn write_failure(e: &aerie_common::WireError) -> Outcome {
-    if e.code == ErrorCode::ERR_OUTCOME_UNKNOWN {
-        Outcome::Unknown
-    } else {
-        Outcome::Failed(e.to_string())
-    }
-}
-
-/// Clients making operations and recording them, until stopped.
-pub struct HistoryLoad {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    /// Set while the sleeping clients make no operation (see [`HistoryLoad::start`]).
-    asleep: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
-    pub history: History,
-}
-
-impl HistoryLoad {
-    /// `clients` clients on `table` (each its own session), half of them with a 1 s timeout and
-    /// half with the library's default (10 s): retries after long timeouts are where writes were
-    /// applied twice. `sleepers` more clients stop making operations while the load is put to
-    /// sleep ([`HistoryLoad::sleep`]) and start again when woken: they come back with the routing
-    /// they cached before a fault, as most clients of a real cluster do.
-    pub async fn start(metas: Vec<NodeAddr>, table: &str, keys: Vec<Vec<u8>>, clients: u64, sleepers: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let asleep = Arc::new(AtomicBool::new(false));
-        let history = History::new();
-        let keys = Arc::new(keys);
-        let mut tasks = Vec::new();
-        for id in 0..clients + sleepers {
-            let timeout = if id % 2 == 0 {
-                Duration::from_secs(1)
-            } else {
-                ClientOptions::default().timeout
-            };
-            let client = Client::new(
-                metas.clone(),
-                ClientOptions {
-                    timeout,
-                    meta_timeout: Duration::from_secs(5),
-                    ..Default::default()
-                },
-            )
-            .expect("client");
-            let table = client.table(table).await.expect("open the table");
-            let sleeps = (id >= clients).then(|| asleep.clone());
-            tasks.push(tokio::spawn(client_loop(
-                id,
-                table,
-                keys.clone(),
-                history.clone(),
-                stop.clone(),
-                done.clone(),
-                sleeps,
-            )));
-        }
-        HistoryLoad {
-            stop,
-            done,
-            asleep,
-            tasks,
-            history,
-        }
-    }
-
-    /// The sleeping clients make no new operation until [`HistoryLoad::wake`].
-    pub fn sleep(&self) {
-        self.asleep.store(true, Ordering::Relaxed);
-    }
-
-    pub fn wake(&self) {
-        self.asleep.store(false, Ordering::Relaxed);
-    }
-
-    /// Operations finished so far (whatever their outcome).
-    pub fn done(&self) -> u64 {
-        self.done.load(Ordering::Relaxed)
-    }
-
-    /// Waits (bounded) until `more` operations beyond those done now have finished.
-    pub async fn wait_for_more(&self, more: u64, timeout: Duration) {
-        let target = self.done() + more;
-        let done = self.done.clone();
-        crate::wait_until("the clients to make progress", timeout, || {
-            let now = done.load(Ordering::Relaxed);
-            async move {
-                if now >= target {
-                    Ok(())
-                } else {
-                    Err(format!("{now} of {target} operations"))
-                }
-            }
-        })
-        .await
-    }
-
-    /// Stops the clients, letting each finish its operation under way.
-    pub async fn stop(self) -> History {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            task.await.expect("client task");
-        }
-        self.history
-    }
+/// `per_partition` hash keys in each of `partitions` partitions.
+pub fn keys(partitions: u32, per_partition: usize) -> Vec<Vec<u8>> {
+    keys_named("key", partitions, per_partition)
 }
 
 /// A cluster for fault tests: own addresses per process, a firewall, a table, the keys.
@@ -253,6 +65,8 @@ pub struct FaultCluster {
     pub admin: Client,
     pub table: String,
     pub keys: Vec<Vec<u8>>,
+    /// The replica servers' grace period (from the settings; 5 s when not set).
+    pub grace: Duration,
 }
 
 async fn app_partitions(admin: &Client, table: &str) -> u32 {
@@ -271,6 +85,14 @@ impl FaultCluster {
     /// Starts the cluster with `options` (own addresses forced on) and creates the table.
     pub async fn start(mut options: ProcessClusterOptions, partitions: u32) -> Self {
         options.own_addresses = true;
+        let grace = options
+            .settings
+            .iter()
+            .rev()
+            .find_map(|s| s.strip_prefix("replication.fd_grace_seconds="))
+            .map_or(Duration::from_secs(5), |v| {
+                Duration::from_secs(v.parse().expect("fd_grace_seconds is a number"))
+            });
         let firewall = Firewall::new();
         let cluster = ProcessCluster::start(options);
         let admin = cluster.client(Duration::from_secs(30));
@@ -287,19 +109,18 @@ impl FaultCluster {
             admin,
             table,
             keys: keys(partitions, 3),
+            grace,
         }
     }
 
     /// `clients` clients that never pause, and as many that sleep through faults.
     pub async fn load(&self, clients: u64) -> HistoryLoad {
-        HistoryLoad::start(
-            self.cluster.meta_addrs.clone(),
-            &self.table,
-            self.keys.clone(),
-            clients,
-            clients,
-        )
-        .await
+        self.load_on(self.keys.clone(), clients).await
+    }
+
+    /// The same on other keys (a round of `scripts/chaos.sh`).
+    pub async fn load_on(&self, keys: Vec<Vec<u8>>, clients: u64) -> HistoryLoad {
+        HistoryLoad::start(self.cluster.meta_addrs.clone(), &self.table, keys, clients, clients).await
     }
 
     /// Waits (bounded) until the meta has moved every primary away from replica server `i` and
@@ -351,11 +172,22 @@ impl FaultCluster {
 
     /// The replica server holding the most primaries.
     pub async fn busiest_replica(&self) -> usize {
+        self.busiest_replica_with_count().await.0
+    }
+
+    /// The replica server holding the most primaries, and how many it holds.
+    pub async fn busiest_replica_with_count(&self) -> (usize, usize) {
         let app = self.admin.query_config(&self.table).await.expect("the table");
         let count = |addr: &NodeAddr| app.partitions.iter().filter(|p| p.primary == Some(*addr)).count();
         (0..self.cluster.replica_addrs.len())
-            .max_by_key(|i| count(&self.cluster.replica_addrs[*i]))
+            .map(|i| (i, count(&self.cluster.replica_addrs[i])))
+            .max_by_key(|(_, n)| *n)
             .expect("replica servers")
+    }
+
+    /// A replica server's name and address, for log lines.
+    pub fn replica_name(&self, i: usize) -> String {
+        format!("{} ({})", self.cluster.replicas[i].name, self.cluster.replica_addrs[i])
     }
 
     fn ip(addr: NodeAddr) -> std::net::IpAddr {
@@ -380,9 +212,8 @@ impl FaultCluster {
         }
     }
 
-    /// Ends the faults: heals every link, resumes and restarts what is stopped; then stops the
-    /// load, waits until the table is fully healthy, reads every key once more (recorded), and
-    /// checks the history and the replicas.
+    /// Ends the faults (heals every link, resumes and restarts what is stopped) and checks, as
+    /// [`FaultCluster::check`] does.
     pub async fn finish(mut self, load: HistoryLoad) -> FaultReport {
         self.firewall.heal();
         for replica in &mut self.cluster.replicas {
@@ -391,6 +222,14 @@ impl FaultCluster {
                 replica.restart();
             }
         }
+        self.check(load).await
+    }
+
+    /// Stops the load, waits until the table is fully healthy, reads every key of the load once
+    /// more (recorded), and checks the history and the replicas; panics if a replica server
+    /// logged that it could not reopen a replica.
+    pub async fn check(&self, load: HistoryLoad) -> FaultReport {
+        let keys = load.keys();
         let history = load.stop().await;
         wait_fully_healthy(&self.admin, &self.table, Duration::from_secs(120)).await;
         let reader = Client::new(
@@ -402,7 +241,7 @@ impl FaultCluster {
         )
         .expect("client");
         let table = reader.table(&self.table).await.expect("the table");
-        for key in &self.keys {
+        for key in keys.iter() {
             let pending = history.invoke(u64::MAX, key, OpKind::Read { value: None });
             match table.get(key, SORT_KEY).await {
                 Ok(value) => history.complete(pending, Outcome::Ok(OpKind::Read { value })),
