@@ -18,6 +18,7 @@ use aerie_proto::replica::{
     ClientRead, PrepareAck, ReplicaChecksum, ReplicaChecksumResult, ReplicaInfo, ReplicaStatus,
 };
 use aerie_rpc::{Inbound, Network};
+use aerie_storage::collect_log_garbage;
 use aerie_storage::{Engine, EngineOptions, LogOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -221,9 +222,8 @@ impl Replica {
         });
     }
 
-    /// Deletes log segments that the flushed data covers. The applied decree is read *before*
-    /// the flush (applies go on meanwhile, and RocksDB's own WAL is off): everything up to it is
-    /// then in SST files, so nothing only in a memtable loses its log records.
+    /// Deletes log segments that the flushed data covers, off the actor
+    /// ([`collect_log_garbage`]: the applied decree is read before the flush).
     fn start_log_gc(&mut self, ctx: &mut Context<Self>) {
         if self.log_gc_running || self.core.broken().is_some() {
             return;
@@ -233,18 +233,7 @@ impl Replica {
         let engine = self.engine.clone();
         let threshold = self.options.log_gc_threshold_bytes;
         let gpid = self.gpid;
-        let work = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-            let bytes = log.lock().map_err(|_| "log lock poisoned")?.total_bytes();
-            if bytes <= threshold {
-                return Ok(0);
-            }
-            let durable = engine.last_applied_decree().map_err(|e| e.to_string())?;
-            engine.flush().map_err(|e| e.to_string())?;
-            log.lock()
-                .map_err(|_| "log lock poisoned")?
-                .gc(durable)
-                .map_err(|e| e.to_string())
-        });
+        let work = tokio::task::spawn_blocking(move || collect_log_garbage(&engine, &log, threshold));
         ctx.spawn(work.into_actor(self).map(move |result, act, _| {
             act.log_gc_running = false;
             match result {

@@ -22,6 +22,8 @@ pub enum StorageError {
     Corrupt(String),
     #[error("{} is still open in this process after {waited_secs} s", path.display())]
     StillOpen { path: PathBuf, waited_secs: u64 },
+    #[error("the {0} lock is poisoned (a thread panicked while holding it)")]
+    LockPoisoned(&'static str),
 }
 
 impl StorageError {

@@ -16,9 +16,11 @@ mod engine;
 mod error;
 pub mod key;
 mod log;
+mod log_gc;
 pub mod session;
 
 pub use engine::{Engine, EngineOptions, ReplicaChecksum};
 pub use error::StorageError;
 pub use log::{op_size, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};
+pub use log_gc::collect_log_garbage;
 pub use session::{Admission, SessionTable};
