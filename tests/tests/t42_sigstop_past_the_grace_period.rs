@@ -6,21 +6,12 @@
 //! served right after SIGCONT returned values overwritten 2 s earlier through the new primary).
 //! Every key's history is linearizable and the replicas end identical.
 
-use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
-use aerie_tests::ProcessClusterOptions;
+use aerie_tests::nemesis::{Fault, FaultCluster};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_past_its_grace_period_serves_nothing_stale_when_it_resumes() {
-    let mut faults = FaultCluster::start(
-        ProcessClusterOptions {
-            replica_servers: 4,
-            settings: fault_settings(),
-            ..Default::default()
-        },
-        8,
-    )
-    .await;
+    let mut faults = FaultCluster::with_replica_servers(4).await;
     let load = faults.load(6).await;
     for _ in 0..3 {
         load.wait_for_more(500, Duration::from_secs(60)).await;

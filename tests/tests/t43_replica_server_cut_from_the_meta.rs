@@ -4,21 +4,12 @@
 //! back in whatever role the meta gives it. Every key's history is linearizable and the replicas
 //! end identical.
 
-use aerie_tests::nemesis::{fault_settings, Fault, FaultCluster};
-use aerie_tests::ProcessClusterOptions;
+use aerie_tests::nemesis::{Fault, FaultCluster};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_cut_from_the_meta_stops_serving_and_comes_back_consistent() {
-    let mut faults = FaultCluster::start(
-        ProcessClusterOptions {
-            replica_servers: 4,
-            settings: fault_settings(),
-            ..Default::default()
-        },
-        8,
-    )
-    .await;
+    let mut faults = FaultCluster::with_replica_servers(4).await;
     let load = faults.load(6).await;
     load.wait_for_more(500, Duration::from_secs(60)).await;
     eprintln!("{}", faults.inject(Fault::CutFromMeta, &load).await);

@@ -7,37 +7,17 @@
 //! printed); run it for an hour by hand: `AERIE_FUZZ_SECONDS=3600 cargo test -p aerie-rpc --test
 //! fuzz_frames --release`.
 
+use aerie_common::fuzzing::{self, LargestAllocation};
 use aerie_common::{Gpid, NodeAddr};
 use aerie_proto::data::{WriteOp, WriteResult};
 use aerie_proto::replica::{ClientRequest, ClientWrite, Mutation, MutationOp, Prepare};
 use aerie_rpc::frame::{self, ByteBuf, Frame};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-/// Tracks the largest single allocation.
-struct Counting;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use std::time::Instant;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: LargestAllocation = LargestAllocation;
 
 const MAX_FRAME: usize = 1 << 20;
 
@@ -156,32 +136,19 @@ fn feed(bytes: &[u8]) {
 
 #[test]
 fn damaged_frames_never_panic_or_allocate_beyond_the_limits() {
-    let seconds: u64 = std::env::var("AERIE_FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("AERIE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("fuzzing frames for {seconds} s with AERIE_FUZZ_SEED={seed}");
+    let (duration, seed) = fuzzing::run_settings("frames");
     let mut rng = SmallRng::seed_from_u64(seed);
     let valid = sample_frames();
     for frame in &valid {
         feed(frame);
     }
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + duration;
     let mut inputs = 0u64;
     while Instant::now() < deadline {
         let bytes = mutate(&mut rng, &valid);
-        LARGEST.store(0, Ordering::Relaxed);
+        fuzzing::reset_largest();
         feed(&bytes);
-        let largest = LARGEST.load(Ordering::Relaxed);
+        let largest = fuzzing::largest();
         // What an input may make a reader allocate: about what decoding a valid message of its
         // size can need (aerie_common::codec), never what a length field claims.
         // Plus serde's cautious preallocation of a sequence: at most 1 MiB, whatever is claimed.

@@ -489,13 +489,14 @@ pub fn op_size(op: &aerie_proto::data::WriteOp) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aerie_common::Gpid;
     use aerie_proto::data::WriteOp;
     use aerie_proto::replica::MutationOp;
 
-    fn mutation(decree: Decree) -> Mutation {
+    /// A mutation of about 130 bytes that writes key `h<decree>`.
+    pub(crate) fn mutation(decree: Decree) -> Mutation {
         Mutation {
             gpid: Gpid::new(1, 0),
             ballot: 1,

@@ -43,31 +43,21 @@ fn collect_with_flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::tests::mutation;
     use crate::{EngineOptions, LogOptions};
-    use aerie_common::{Decree, Gpid};
-    use aerie_proto::data::WriteOp;
-    use aerie_proto::replica::{Mutation, MutationOp};
-
-    fn mutation(decree: Decree) -> Mutation {
-        Mutation {
-            gpid: Gpid::new(1, 0),
-            ballot: 1,
-            decree,
-            last_committed: decree - 1,
-            timestamp_secs: 1_700_000_000,
-            ops: vec![MutationOp::plain(WriteOp::Put {
-                hash_key: format!("h{decree}").into_bytes(),
-                sort_key: b"s".to_vec(),
-                value: vec![7; 100],
-                ttl_secs: 0,
-            })],
-        }
-    }
+    use aerie_common::Decree;
 
     const SMALL: LogOptions = LogOptions {
         segment_bytes: 200,
         sync: false,
     };
+
+    fn open(dir: &std::path::Path) -> (Engine, Mutex<MutationLog>) {
+        let options = EngineOptions::new(8 << 20, 64 << 20, 4 << 20);
+        let engine = Engine::open(&dir.join("data"), &options).unwrap();
+        let log = MutationLog::open(&dir.join("log"), SMALL, 0).unwrap().log;
+        (engine, Mutex::new(log))
+    }
 
     /// Logs and applies `decrees`, as a replica does for each committed decree.
     fn commit(engine: &Engine, log: &Mutex<MutationLog>, decrees: std::ops::RangeInclusive<Decree>) {
@@ -81,12 +71,7 @@ mod tests {
     #[test]
     fn decrees_applied_during_the_flush_keep_their_log_records() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(
-            &dir.path().join("data"),
-            &EngineOptions::new(8 << 20, 64 << 20, 4 << 20),
-        )
-        .unwrap();
-        let log = Mutex::new(MutationLog::open(&dir.path().join("log"), SMALL, 0).unwrap().log);
+        let (engine, log) = open(dir.path());
         commit(&engine, &log, 1..=6);
         // Decrees 7-12 are applied while the flush runs: in the memtable only, after it.
         let removed = collect_with_flush(&engine, &log, 0, |engine| {
@@ -110,12 +95,7 @@ mod tests {
     #[test]
     fn a_log_under_the_threshold_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(
-            &dir.path().join("data"),
-            &EngineOptions::new(8 << 20, 64 << 20, 4 << 20),
-        )
-        .unwrap();
-        let log = Mutex::new(MutationLog::open(&dir.path().join("log"), SMALL, 0).unwrap().log);
+        let (engine, log) = open(dir.path());
         commit(&engine, &log, 1..=6);
         let segments = log.lock().unwrap().segment_count();
         assert_eq!(collect_log_garbage(&engine, &log, u64::MAX).unwrap(), 0);

@@ -7,36 +7,17 @@
 //! printed); for an hour by hand: `AERIE_FUZZ_SECONDS=3600 cargo test -p aerie-storage --test
 //! fuzz_log --release`.
 
+use aerie_common::fuzzing::{self, LargestAllocation};
 use aerie_common::Gpid;
 use aerie_proto::data::WriteOp;
 use aerie_proto::replica::{ClientRequest, Mutation, MutationOp};
 use aerie_storage::{LogItem, LogOptions, MutationLog};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-struct Counting;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use std::time::Instant;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: LargestAllocation = LargestAllocation;
 
 const OPTIONS: LogOptions = LogOptions {
     segment_bytes: 1 << 20,
@@ -114,30 +95,17 @@ fn mutate(rng: &mut SmallRng, valid: &[u8]) -> Vec<u8> {
 
 #[test]
 fn damaged_logs_never_panic_invent_mutations_or_allocate_from_length_fields() {
-    let seconds: u64 = std::env::var("AERIE_FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("AERIE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("fuzzing the log reader for {seconds} s with AERIE_FUZZ_SEED={seed}");
+    let (duration, seed) = fuzzing::run_settings("the log reader");
     let mut rng = SmallRng::seed_from_u64(seed);
     let (valid, written) = valid_segment(20);
     let dir = tempfile::tempdir().unwrap();
     let segment = dir.path().join("log.00000001");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + duration;
     let (mut inputs, mut refused, mut cut) = (0u64, 0u64, 0u64);
     while Instant::now() < deadline {
         let bytes = mutate(&mut rng, &valid);
         std::fs::write(&segment, &bytes).unwrap();
-        LARGEST.store(0, Ordering::Relaxed);
+        fuzzing::reset_largest();
         match MutationLog::open(dir.path(), OPTIONS, 0) {
             Ok(replayed) => {
                 for m in &replayed.mutations {
@@ -152,7 +120,7 @@ fn damaged_logs_never_panic_invent_mutations_or_allocate_from_length_fields() {
             }
             Err(_) => refused += 1,
         }
-        let largest = LARGEST.load(Ordering::Relaxed);
+        let largest = fuzzing::largest();
         // Plus serde's cautious preallocation of a sequence: at most 1 MiB, whatever is claimed.
         let bound = (1 << 20) + 64 * 1024 + 64 * bytes.len();
         assert!(

@@ -113,6 +113,17 @@ impl FaultCluster {
         }
     }
 
+    /// The cluster of most fault tests: one meta and `replica_servers` replica servers with
+    /// [`fault_settings`], and a table of 8 partitions.
+    pub async fn with_replica_servers(replica_servers: usize) -> Self {
+        let options = ProcessClusterOptions {
+            replica_servers,
+            settings: fault_settings(),
+            ..Default::default()
+        };
+        Self::start(options, 8).await
+    }
+
     /// `clients` clients that never pause, and as many that sleep through faults.
     pub async fn load(&self, clients: u64) -> HistoryLoad {
         self.load_on(self.keys.clone(), clients).await
