@@ -467,3 +467,30 @@ fn sessions_take_part_in_the_checksum() {
     assert_eq!(sa.record_count, sb.record_count);
     assert_ne!(sa.checksum, sb.checksum);
 }
+
+/// After `replica.kill_partition` the stub reopened a replica while its previous engine was still
+/// closing, RocksDB refused ("lock hold by current process"), and the partition stayed broken.
+#[test]
+fn reopening_a_path_waits_for_its_previous_engine_to_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let (started, is_started) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    let reopen = std::thread::spawn(move || {
+        started.send(()).unwrap();
+        Engine::open(&path, &options())
+    });
+    is_started.recv().unwrap();
+    // The first engine is still busy while the second open begins.
+    for decree in 1..=200 {
+        apply_one(&first, decree, put("h", &decree.to_string(), "v", 0)).unwrap();
+    }
+    first.flush().unwrap();
+    drop(first);
+    let second = reopen.join().unwrap().expect("the reopen waits, then opens");
+    assert_eq!(
+        second.last_applied_decree().unwrap(),
+        200,
+        "it opened after the first closed"
+    );
+}
