@@ -14,13 +14,18 @@
 pub mod apply;
 mod engine;
 mod error;
+mod frames;
 pub mod key;
 mod log;
 mod log_gc;
 pub mod session;
+pub mod shared_log;
 
 pub use engine::{Engine, EngineOptions, ReplicaChecksum};
 pub use error::StorageError;
-pub use log::{op_size, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};
+pub use log::{
+    encode_payload, op_size, EncodedRecord, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog,
+};
 pub use log_gc::collect_log_garbage;
 pub use session::{Admission, SessionTable};
+pub use shared_log::{ReplayedSharedLog, SharedItem, SharedLog};

@@ -10,18 +10,14 @@
 //! from a crash (a write is only ever torn at its end): it is corruption, and `open` fails.
 
 use crate::error::StorageError;
+use crate::frames::{self, MAX_FRAME_LEN as MAX_RECORD_LEN};
 use aerie_common::Decree;
 use aerie_proto::replica::Mutation;
-use crc::{Crc, CRC_32_ISCSI};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tracing::warn;
-
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
-const HEADER_LEN: usize = 8;
-const MAX_RECORD_LEN: usize = 128 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
@@ -80,6 +76,25 @@ pub enum LogItem<'a> {
     Committed(Decree),
 }
 
+/// One record, encoded: its payload and, for a mutation, its decree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedRecord {
+    pub payload: Vec<u8>,
+    pub decree: Option<Decree>,
+}
+
+impl EncodedRecord {
+    pub fn new(item: LogItem<'_>) -> Result<Self, StorageError> {
+        Ok(EncodedRecord {
+            payload: encode_payload(item)?,
+            decree: match item {
+                LogItem::Mutation(m) => Some(m.decree),
+                LogItem::Committed(_) => None,
+            },
+        })
+    }
+}
+
 /// The log, opened for appending, and what it held.
 pub struct ReplayedLog {
     pub log: MutationLog,
@@ -99,77 +114,47 @@ fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("log.{index:08}"))
 }
 
+/// The payload of one record: what both this log and the node's shared log carry (see
+/// `shared_log`), encoded once for both.
+pub fn encode_payload(item: LogItem<'_>) -> Result<Vec<u8>, StorageError> {
+    bincode::serde::encode_to_vec(item, codec())
+        .map_err(|e| StorageError::Corrupt(format!("cannot encode a log record: {e}")))
+}
+
+/// One record's payload, read back (`None` unless it is exactly one record).
+pub(crate) fn parse_payload(payload: &[u8]) -> Option<LogRecord> {
+    match aerie_common::codec::decode_bounded::<LogRecord>(payload, MAX_RECORD_LEN) {
+        Ok((record, used)) if used == payload.len() => Some(record),
+        _ => None,
+    }
+}
+
 /// Appends one record to `out`.
+#[cfg(test)]
 pub(crate) fn encode_record(item: LogItem<'_>, out: &mut Vec<u8>) -> Result<(), StorageError> {
-    let payload = bincode::serde::encode_to_vec(item, codec())
-        .map_err(|e| StorageError::Corrupt(format!("cannot encode a log record: {e}")))?;
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&CRC32C.checksum(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    frames::write_frame(&[&encode_payload(item)?], out);
     Ok(())
 }
 
-/// Whether a complete, valid record starts at `offset`.
-fn record_at(bytes: &[u8], offset: usize) -> bool {
-    if bytes.len() - offset < HEADER_LEN {
-        return false;
-    }
-    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
-    let start = offset + HEADER_LEN;
-    if len == 0 || len > MAX_RECORD_LEN || bytes.len() - start < len {
-        return false;
-    }
-    let payload = &bytes[start..start + len];
-    CRC32C.checksum(payload) == crc
-        && matches!(aerie_common::codec::decode_bounded::<LogRecord>(payload, MAX_RECORD_LEN), Ok((_, used)) if used == len)
-}
-
-/// The offset of the first valid record after `offset`, if any: what tells corruption (valid
-/// records follow the bad one) from a torn tail (nothing valid follows).
+/// The offset of the first valid record after `offset`, if any.
 pub(crate) fn valid_record_after(bytes: &[u8], offset: usize) -> Option<usize> {
-    (offset + 1..bytes.len()).find(|at| record_at(bytes, *at))
+    frames::valid_frame_after(bytes, offset, parse_payload)
 }
 
 /// Parses records from `bytes`: the good ones, and where (and why) parsing stopped early, if it did.
 pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<LogRecord>, Option<(u64, String)>) {
-    let mut mutations = Vec::new();
-    let mut offset = 0usize;
-    while offset < bytes.len() {
-        let bad = |reason: &str| Some((offset as u64, reason.to_string()));
-        if bytes.len() - offset < HEADER_LEN {
-            return (mutations, bad("incomplete record header"));
-        }
-        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
-        if len == 0 || len > MAX_RECORD_LEN {
-            return (mutations, bad("impossible record length"));
-        }
-        let start = offset + HEADER_LEN;
-        if bytes.len() - start < len {
-            return (mutations, bad("incomplete record payload"));
-        }
-        let payload = &bytes[start..start + len];
-        if CRC32C.checksum(payload) != crc {
-            return (mutations, bad("checksum mismatch"));
-        }
-        match aerie_common::codec::decode_bounded::<LogRecord>(payload, MAX_RECORD_LEN) {
-            Ok((mutation, used)) if used == len => mutations.push(mutation),
-            _ => return (mutations, bad("undecodable record")),
-        }
-        offset = start + len;
-    }
-    (mutations, None)
+    frames::decode_frames(bytes, parse_payload)
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+/// The files `<prefix><number>` in `dir`, by number.
+pub(crate) fn list_segments(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(StorageError::io(dir))? {
         let entry = entry.map_err(StorageError::io(dir))?;
         let name = entry.file_name();
         let Some(index) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("log."))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|n| n.parse().ok())
         else {
             continue;
@@ -180,7 +165,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(found)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io(dir))
@@ -190,7 +175,7 @@ impl MutationLog {
     /// Opens (or creates) the log in `dir` and replays it.
     pub fn open(dir: &Path, options: LogOptions, replay_after: Decree) -> Result<ReplayedLog, StorageError> {
         fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
-        let found = list_segments(dir)?;
+        let found = list_segments(dir, "log.")?;
         let mut segments = Vec::with_capacity(found.len());
         let mut mutations = Vec::new();
         let mut committed_marker = 0;
@@ -284,14 +269,23 @@ impl MutationLog {
 
     /// Appends a group of records (mutations and commit markers) as one group commit.
     pub fn append_items<'a>(&mut self, items: impl IntoIterator<Item = LogItem<'a>>) -> Result<u64, StorageError> {
-        let mut buf = Vec::new();
+        let records = items
+            .into_iter()
+            .map(EncodedRecord::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_encoded(&records)
+    }
+
+    /// Appends records encoded beforehand (once, for this log and the shared log) as one group commit.
+    pub fn append_encoded(&mut self, records: &[EncodedRecord]) -> Result<u64, StorageError> {
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.payload.len() + frames::HEADER_LEN).sum());
         let mut newest = 0;
         let mut oldest = Decree::MAX;
-        for item in items {
-            encode_record(item, &mut buf)?;
-            if let LogItem::Mutation(mutation) = item {
-                newest = newest.max(mutation.decree);
-                oldest = oldest.min(mutation.decree);
+        for record in records {
+            frames::write_frame(&[&record.payload], &mut buf);
+            if let Some(decree) = record.decree {
+                newest = newest.max(decree);
+                oldest = oldest.min(decree);
             }
         }
         if buf.is_empty() {

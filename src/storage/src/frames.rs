@@ -1,0 +1,74 @@
+//! The record framing shared by the mutation logs: `[payload length: u32 LE][crc32c(payload): u32
+//! LE][payload]`, and the rule that tells a torn tail from corruption.
+//!
+//! A crash only ever tears a write at its end, so a bad frame with no valid frame after it is a torn
+//! tail (cut it), while a bad frame followed by a valid one is corruption (refuse to open). What a
+//! payload means is the caller's: `parse` turns one payload into a record, or says it is not one.
+
+use crc::{Crc, CRC_32_ISCSI};
+
+const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+pub(crate) const HEADER_LEN: usize = 8;
+pub(crate) const MAX_FRAME_LEN: usize = 128 * 1024 * 1024;
+
+/// Appends one frame whose payload is the concatenation of `parts`.
+pub(crate) fn write_frame(parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut digest = CRC32C.digest();
+    for part in parts {
+        digest.update(part);
+    }
+    out.reserve(HEADER_LEN + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&digest.finalize().to_le_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+/// The payload of the frame at `offset` and the offset after it, or why there is no valid frame there.
+fn frame_at(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), &'static str> {
+    if bytes.len() - offset < HEADER_LEN {
+        return Err("incomplete record header");
+    }
+    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_FRAME_LEN {
+        return Err("impossible record length");
+    }
+    let start = offset + HEADER_LEN;
+    if bytes.len() - start < len {
+        return Err("incomplete record payload");
+    }
+    let payload = &bytes[start..start + len];
+    if CRC32C.checksum(payload) != crc {
+        return Err("checksum mismatch");
+    }
+    Ok((payload, start + len))
+}
+
+/// Parses frames from `bytes`: the good records, and where (and why) parsing stopped early, if it did.
+pub(crate) fn decode_frames<T>(bytes: &[u8], parse: impl Fn(&[u8]) -> Option<T>) -> (Vec<T>, Option<(u64, String)>) {
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let stopped = |reason: &str| Some((offset as u64, reason.to_string()));
+        match frame_at(bytes, offset) {
+            Ok((payload, next)) => match parse(payload) {
+                Some(record) => {
+                    records.push(record);
+                    offset = next;
+                }
+                None => return (records, stopped("undecodable record")),
+            },
+            Err(reason) => return (records, stopped(reason)),
+        }
+    }
+    (records, None)
+}
+
+/// The offset of the first valid frame after `offset`, if any: what tells corruption (valid frames
+/// follow the bad one) from a torn tail (nothing valid follows).
+pub(crate) fn valid_frame_after<T>(bytes: &[u8], offset: usize, parse: impl Fn(&[u8]) -> Option<T>) -> Option<usize> {
+    (offset + 1..bytes.len()).find(|at| matches!(frame_at(bytes, *at), Ok((payload, _)) if parse(payload).is_some()))
+}
