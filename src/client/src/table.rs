@@ -138,10 +138,15 @@ impl Table {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
-            if let Err(e) = self.refresh_after(&routing).await {
-                if e.code == ErrorCode::ERR_APP_NOT_EXIST {
+            // The refresh too stays within the call's deadline (with the meta down it would take
+            // the meta timeout, and callers queue behind one another for it).
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.refresh_after(&routing)).await {
+                Err(_elapsed) => return Err(attempts.give_up(gpid)),
+                Ok(Err(e)) if e.code == ErrorCode::ERR_APP_NOT_EXIST => {
                     return Err(attempts.failed(e, Class::Final, gpid).expect("final"));
                 }
+                Ok(_) => {}
             }
         }
     }
