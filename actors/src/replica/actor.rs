@@ -136,7 +136,7 @@ impl Replica {
             data_dir,
             network,
             options,
-            log: LogPipeline::new(opened.log),
+            log: LogPipeline::new(gpid, opened.log, opened.node_log),
             apply: ApplyPipeline::new(opened.engine.clone()),
             engine: opened.engine,
             write_waiters: HashMap::new(),
@@ -366,28 +366,39 @@ impl Handler<Inbound<ReplicaChecksum>> for Replica {
 impl Handler<Close> for Replica {
     type Result = ResponseActFuture<Self, ()>;
 
-    /// Answers everything waiting, syncs the log, flushes the memtables, and stops. (Opening the
+    /// Answers everything waiting, waits for its batches in the node log, syncs the log, flushes
+    /// the memtables, and stops. (Opening the
     /// replica again waits until this engine is really closed: see `Engine::open`.)
     fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
         let effects = self.core.close();
         self.run(effects, ctx);
         let log = self.log.log();
+        let node_log = self.log.node_log();
         let gpid = self.gpid;
         let engine = self.engine.clone();
-        let flush = tokio::task::spawn_blocking(move || {
-            if let Ok(mut log) = log.lock() {
-                if let Err(e) = log.sync() {
-                    warn!(%gpid, error = %e, "cannot sync the mutation log on close");
-                }
+        let flush = async move {
+            // Every batch handed to the node log before the close is written first.
+            if let Err(e) = node_log.barrier().await {
+                warn!(%gpid, error = %e, "cannot wait for the node log on close");
             }
-            if let Err(e) = engine.flush() {
-                warn!(%gpid, error = %e, "cannot flush memtables on close");
-            }
-        });
+            tokio::task::spawn_blocking(move || close_storage(gpid, &log, &engine)).await
+        };
         Box::pin(flush.into_actor(self).map(|_, act, ctx| {
             info!(gpid = %act.gpid, "replica closed");
             ctx.stop();
         }))
+    }
+}
+
+/// Syncs the log and flushes the memtables of a closing replica.
+fn close_storage(gpid: Gpid, log: &std::sync::Mutex<aerie_storage::MutationLog>, engine: &Engine) {
+    if let Ok(mut log) = log.lock() {
+        if let Err(e) = log.sync() {
+            warn!(%gpid, error = %e, "cannot sync the mutation log on close");
+        }
+    }
+    if let Err(e) = engine.flush() {
+        warn!(%gpid, error = %e, "cannot flush memtables on close");
     }
 }
 

@@ -84,7 +84,7 @@ impl Replica {
             ctx.run_later(Duration::from_millis(20), |act, ctx| act.start_learning(ctx));
             return;
         }
-        let (engine, log) = (self.engine.clone(), self.log.log());
+        let (engine, log, node_log, gpid) = (self.engine.clone(), self.log.log(), self.log.node_log(), self.gpid);
         // Until what it learns is durable, a restart must drop the log (it will hold prepares
         // whose committed point the engine does not reach yet): say so before the first prepare.
         self.learning_unsettled = true;
@@ -93,6 +93,7 @@ impl Replica {
         let reset = tokio::task::spawn_blocking(move || -> Result<i64, String> {
             writer.flush().map_err(|e| e.to_string())?;
             engine.flush().map_err(|e| e.to_string())?;
+            node_log.record_reset(gpid)?;
             log.lock()
                 .map_err(|_| "log lock poisoned")?
                 .reset()

@@ -11,6 +11,7 @@ mod lease_keeper;
 pub mod messages;
 pub use learner::BeginLearning;
 mod meta_locator;
+pub mod node_log;
 mod pipelines;
 pub mod prepare_list;
 mod reconfigure;

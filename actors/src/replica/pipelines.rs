@@ -1,16 +1,20 @@
-//! The two disk pipelines of a replica, each with at most one batch in flight on the blocking pool:
+//! The two disk pipelines of a replica:
 //!
-//! - the log pipeline appends every mutation queued since the last write in one group commit;
+//! - the log pipeline hands every record queued since its last hand-over to the node log
+//!   (`node_log.rs`), which group-commits it with the other partitions' batches. Any number of
+//!   batches may be in flight: the node log writes them in order, and a batch is answered only
+//!   once it and everything before it is durable;
 //! - the apply pipeline applies every committed mutation queued since the last batch in one RocksDB
-//!   write batch.
+//!   write batch, with at most one batch in flight on the blocking pool.
 //!
 //! While a batch is on disk, new work queues up and goes out as the next batch: under load, batches
 //! grow by themselves, and the actor thread never waits for a disk.
 
-use aerie_common::{Ballot, Decree, WireResult};
+use super::node_log::NodeLog;
+use aerie_common::{Ballot, Decree, Gpid, WireResult};
 use aerie_proto::data::WriteResult;
 use aerie_proto::replica::Mutation;
-use aerie_storage::{Engine, LogItem, MutationLog};
+use aerie_storage::{EncodedRecord, Engine, LogItem, MutationLog};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -28,18 +32,24 @@ enum Queued {
 }
 
 pub struct LogPipeline {
+    gpid: Gpid,
     log: Arc<Mutex<MutationLog>>,
+    node_log: Arc<NodeLog>,
     queued: Vec<Queued>,
-    in_flight: bool,
 }
 
 impl LogPipeline {
-    pub fn new(log: MutationLog) -> Self {
+    pub fn new(gpid: Gpid, log: MutationLog, node_log: Arc<NodeLog>) -> Self {
         LogPipeline {
+            gpid,
             log: Arc::new(Mutex::new(log)),
+            node_log,
             queued: Vec::new(),
-            in_flight: false,
         }
+    }
+
+    pub fn node_log(&self) -> Arc<NodeLog> {
+        self.node_log.clone()
     }
 
     pub fn log(&self) -> Arc<Mutex<MutationLog>> {
@@ -55,16 +65,15 @@ impl LogPipeline {
         self.queued.push(Queued::Committed(decree));
     }
 
-    /// Starts writing everything queued, unless a write is already in flight.
+    /// Hands everything queued to the node log.
     pub fn start(&mut self) -> Option<impl Future<Output = LogWritten> + 'static> {
-        if self.in_flight || self.queued.is_empty() {
+        if self.queued.is_empty() {
             return None;
         }
-        self.in_flight = true;
         let batch = std::mem::take(&mut self.queued);
-        let log = self.log.clone();
+        let (gpid, log, node_log) = (self.gpid, self.log.clone(), self.node_log.clone());
         Some(async move {
-            let written = batch
+            let written: Vec<(Decree, Ballot)> = batch
                 .iter()
                 .filter_map(|q| match q {
                     Queued::Mutation(m) => Some((m.decree, m.ballot)),
@@ -79,26 +88,26 @@ impl LogPipeline {
                 })
                 .max()
                 .unwrap_or(0);
-            let result = tokio::task::spawn_blocking(move || {
-                let mut log = log.lock().map_err(|_| "mutation log lock poisoned".to_string())?;
-                let items = batch.iter().map(|q| match q {
+            let encoded: Result<Vec<EncodedRecord>, String> = batch
+                .iter()
+                .map(|q| match q {
                     Queued::Mutation(m) => LogItem::Mutation(m),
                     Queued::Committed(d) => LogItem::Committed(*d),
-                });
-                log.append_items(items).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("log task failed: {e}")));
+                })
+                .map(|item| EncodedRecord::new(item).map_err(|e| e.to_string()))
+                .collect();
+            // Only mutations need the fsync; a batch of commit markers alone does not wait for one.
+            let durable = !written.is_empty();
+            let result = match encoded {
+                Ok(records) => node_log.append(gpid, log, records, durable).await,
+                Err(e) => Err(e),
+            };
             LogWritten {
                 written,
                 committed,
                 result,
             }
         })
-    }
-
-    pub fn finished(&mut self) {
-        self.in_flight = false;
     }
 }
 

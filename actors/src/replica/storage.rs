@@ -13,10 +13,11 @@
 //! in the prepare list until a primary commits them. A gap below the committed point means the log
 //! lost committed data, and the replica refuses to open rather than serve a hole.
 
+use super::node_log::NodeLog;
 use aerie_common::{Ballot, Decree, Gpid};
 use aerie_proto::meta::AppInfo;
 use aerie_proto::replica::Mutation;
-use aerie_storage::{Engine, EngineOptions, LogOptions, MutationLog, StorageError};
+use aerie_storage::{Engine, EngineOptions, LogItem, LogOptions, LogRecord, MutationLog, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -47,6 +48,8 @@ pub struct OpenedReplica {
     pub manifest: ReplicaManifest,
     pub engine: Arc<Engine>,
     pub log: MutationLog,
+    /// The data dir's group-commit stream, which makes this replica's log writes durable.
+    pub node_log: Arc<NodeLog>,
     pub last_committed: Decree,
     /// Logged but not known to be committed, in decree order.
     pub uncommitted: Vec<Arc<Mutation>>,
@@ -148,7 +151,11 @@ pub fn create_replica(
     manifest: &ReplicaManifest,
     engine_options: &EngineOptions,
     log_options: LogOptions,
+    node_log: &Arc<NodeLog>,
 ) -> Result<OpenedReplica, StorageError> {
+    // An earlier replica of the partition on this dir left records in the shared log: a new
+    // history starts here.
+    node_log.record_reset(manifest.gpid).map_err(StorageError::SharedLog)?;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     if let Some(parent) = dir.parent() {
         fs::File::open(parent)
@@ -156,14 +163,16 @@ pub fn create_replica(
             .map_err(io_err(parent))?;
     }
     write_manifest(dir, manifest)?;
-    open_replica(dir, engine_options, log_options)
+    open_replica(dir, engine_options, log_options, node_log)
 }
 
-/// Opens a replica and brings its data up to the committed point recorded in its log.
+/// Opens a replica and brings its data up to the committed point recorded in its log (its private
+/// log, completed with what the shared log of its data dir holds for it).
 pub fn open_replica(
     dir: &Path,
     engine_options: &EngineOptions,
     log_options: LogOptions,
+    node_log: &Arc<NodeLog>,
 ) -> Result<OpenedReplica, StorageError> {
     let mut manifest = read_manifest(dir)?;
     // Leftovers of learning interrupted by a crash: checkpoints served or fetched, and data
@@ -178,20 +187,51 @@ pub fn open_replica(
     }
     let engine = Engine::open(&dir.join(&manifest.data_dir), engine_options)?;
     let applied = engine.last_applied_decree()?;
-    let mut replayed_log = MutationLog::open(&dir.join("plog"), log_options, applied)?;
+    // The private log never syncs on a write: the shared log does, for every replica of the dir.
+    let private = LogOptions {
+        sync: false,
+        ..log_options
+    };
+    let gpid = manifest.gpid;
+    let mut replayed_log = MutationLog::open(&dir.join("plog"), private, applied)?;
     if manifest.learning {
         // Learning was interrupted: the engine holds what was applied, the log nothing of use.
+        node_log.record_reset(gpid).map_err(StorageError::SharedLog)?;
         replayed_log.log.reset()?;
+        node_log.opened(gpid);
         return Ok(OpenedReplica {
             dir: dir.to_path_buf(),
             manifest,
             engine: Arc::new(engine),
             log: replayed_log.log,
+            node_log: node_log.clone(),
             last_committed: applied,
             uncommitted: Vec::new(),
             replayed: 0,
             truncated_bytes: replayed_log.truncated_bytes,
         });
+    }
+
+    // After a machine crash the private log may have lost its unsynced tail; the shared log holds
+    // every record written since its oldest segment. Written again here (durably) and replayed
+    // after the private log's own: the same records in the same order, so a record for a decree
+    // that is in both ends up where it was.
+    let from_shared = node_log.replayed(gpid);
+    if !from_shared.is_empty() {
+        replayed_log
+            .log
+            .append_items(from_shared.iter().map(|record| match record {
+                LogRecord::Mutation(m) => LogItem::Mutation(m),
+                LogRecord::Committed(d) => LogItem::Committed(*d),
+            }))?;
+        replayed_log.log.sync()?;
+        for record in from_shared {
+            match record {
+                LogRecord::Mutation(m) if m.decree > applied => replayed_log.mutations.push(m),
+                LogRecord::Mutation(_) => {}
+                LogRecord::Committed(d) => replayed_log.committed_marker = replayed_log.committed_marker.max(d),
+            }
+        }
     }
 
     let plan = plan_replay(applied, replayed_log.mutations, replayed_log.committed_marker).map_err(|missing| {
@@ -210,11 +250,13 @@ pub fn open_replica(
     for chunk in to_apply.chunks(REPLAY_BATCH) {
         engine.apply(chunk)?;
     }
+    node_log.opened(gpid);
     Ok(OpenedReplica {
         dir: dir.to_path_buf(),
         manifest,
         engine: Arc::new(engine),
         log: replayed_log.log,
+        node_log: node_log.clone(),
         last_committed: committed,
         uncommitted: uncommitted.into_iter().map(Arc::new).collect(),
         replayed: to_apply.len(),
@@ -341,11 +383,16 @@ mod tests {
         EngineOptions::new(1 << 20, 32 << 20, 1 << 20)
     }
 
+    /// The data dir's node log as a restarted server opens it.
+    fn node_log(root: &tempfile::TempDir) -> Arc<NodeLog> {
+        NodeLog::open(root.path(), LOG, "test".into()).unwrap()
+    }
+
     #[test]
     fn reopening_applies_committed_mutations_and_keeps_the_rest_prepared() {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
-        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &node_log(&root)).unwrap();
         // Decrees 1..=4 logged; the newest record says 3 is committed; nothing applied yet.
         opened
             .log
@@ -353,7 +400,7 @@ mod tests {
             .unwrap();
         drop(opened);
 
-        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        let opened = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
         assert_eq!(opened.last_committed, 3);
         assert_eq!(opened.replayed, 3);
         assert_eq!(opened.uncommitted.iter().map(|m| m.decree).collect::<Vec<_>>(), vec![4]);
@@ -386,11 +433,11 @@ mod tests {
     fn a_commit_marker_makes_the_tail_committed_on_reopening() {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
-        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &node_log(&root)).unwrap();
         opened.log.append(&[mutation(1, 0), mutation(2, 1)]).unwrap();
         opened.log.append_items([aerie_storage::LogItem::Committed(2)]).unwrap();
         drop(opened);
-        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        let opened = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
         assert_eq!(opened.last_committed, 2, "the marker says 2 is committed");
         assert!(opened.uncommitted.is_empty());
         assert_eq!(opened.engine.last_applied_decree().unwrap(), 2);
@@ -400,10 +447,12 @@ mod tests {
     fn a_hole_below_the_committed_point_refuses_to_open() {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
-        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &node_log(&root)).unwrap();
         opened.log.append(&[mutation(1, 0), mutation(3, 2)]).unwrap();
         drop(opened);
-        let err = open_replica(&dir, &engine_options(), LOG).err().expect("must refuse");
+        let err = open_replica(&dir, &engine_options(), LOG, &node_log(&root))
+            .err()
+            .expect("must refuse");
         assert!(err.to_string().contains("committed decree 2 is missing"), "{err}");
     }
 
@@ -411,12 +460,12 @@ mod tests {
     fn a_replica_interrupted_while_learning_drops_its_log_instead_of_refusing_to_open() {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
-        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap();
+        let mut opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &node_log(&root)).unwrap();
         // A prepare logged while learning claims decree 100 committed; the engine has nothing yet.
         opened.log.append(&[mutation(101, 100)]).unwrap();
         drop(opened);
         assert!(
-            open_replica(&dir, &engine_options(), LOG).is_err(),
+            open_replica(&dir, &engine_options(), LOG, &node_log(&root)).is_err(),
             "a plain replica must refuse"
         );
         write_manifest(
@@ -427,20 +476,91 @@ mod tests {
             },
         )
         .unwrap();
-        let opened = open_replica(&dir, &engine_options(), LOG).unwrap();
+        let opened = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
         assert_eq!(opened.last_committed, 0);
         assert!(opened.uncommitted.is_empty());
         assert!(opened.manifest.learning, "it learns again");
         drop(opened);
-        let again = open_replica(&dir, &engine_options(), LOG).unwrap();
+        let again = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
         assert_eq!(again.replayed, 0, "the log was dropped");
+    }
+
+    /// Appends through the node log, as the write path does; returns once the group commit is durable.
+    fn append_through_node_log(
+        node_log: &Arc<NodeLog>,
+        log: &Arc<std::sync::Mutex<MutationLog>>,
+        mutations: &[Mutation],
+    ) {
+        let records = mutations
+            .iter()
+            .map(|m| aerie_storage::EncodedRecord::new(LogItem::Mutation(m)).unwrap())
+            .collect();
+        futures::executor::block_on(node_log.append(Gpid::new(1, 0), log.clone(), records, true)).unwrap();
+    }
+
+    /// What a machine crash does to a log that was never synced: the page cache is gone.
+    fn lose_unsynced_private_log(dir: &Path) {
+        for entry in fs::read_dir(dir.join("plog")).unwrap() {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(entry.unwrap().path())
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn writes_a_crash_took_from_the_private_log_come_back_from_the_shared_log() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let writer = node_log(&root);
+        let opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &writer).unwrap();
+        let log = Arc::new(std::sync::Mutex::new(opened.log));
+        append_through_node_log(&writer, &log, &[mutation(1, 0), mutation(2, 1), mutation(3, 2)]);
+        drop((log, opened.engine, writer));
+        lose_unsynced_private_log(&dir);
+
+        let reopened = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
+        assert_eq!(reopened.last_committed, 2);
+        assert_eq!(
+            reopened.uncommitted.iter().map(|m| m.decree).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert_eq!(reopened.engine.last_applied_decree().unwrap(), 2);
+        drop(reopened);
+        // Written again into the private log durably: it no longer needs the shared log.
+        let private = MutationLog::open(&dir.join("plog"), LOG, 0).unwrap();
+        assert_eq!(
+            private.mutations.iter().map(|m| m.decree).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_replica_created_again_gets_nothing_of_the_old_ones_records() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = replica_dir(root.path(), Gpid::new(1, 0));
+        let writer = node_log(&root);
+        let opened = create_replica(&dir, &manifest(), &engine_options(), LOG, &writer).unwrap();
+        let log = Arc::new(std::sync::Mutex::new(opened.log));
+        append_through_node_log(&writer, &log, &[mutation(1, 0), mutation(2, 1)]);
+        drop((log, opened.engine));
+        // The replica is removed and the partition comes back to this node later.
+        fs::remove_dir_all(&dir).unwrap();
+        let created = create_replica(&dir, &manifest(), &engine_options(), LOG, &writer).unwrap();
+        drop((created, writer));
+        let reopened = open_replica(&dir, &engine_options(), LOG, &node_log(&root)).unwrap();
+        assert_eq!(reopened.last_committed, 0);
+        assert!(reopened.uncommitted.is_empty());
+        assert_eq!(reopened.engine.last_applied_decree().unwrap(), 0);
     }
 
     #[test]
     fn set_aside_moves_the_replica_out_of_the_listing() {
         let root = tempfile::tempdir().unwrap();
         let dir = replica_dir(root.path(), Gpid::new(1, 0));
-        drop(create_replica(&dir, &manifest(), &engine_options(), LOG).unwrap());
+        drop(create_replica(&dir, &manifest(), &engine_options(), LOG, &node_log(&root)).unwrap());
         let moved = set_aside(&dir).unwrap();
         assert!(moved.exists() && !dir.exists());
         assert!(list_replica_dirs(root.path()).unwrap().is_empty());

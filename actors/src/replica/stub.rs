@@ -20,6 +20,7 @@ use super::actor::{Replica, ReplicaOptions};
 use super::learner::BeginLearning;
 use super::lease_keeper::{LeaseGranted, LeaseKeeper, LeaseLost};
 use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
+use super::node_log::NodeLog;
 use super::storage::{
     create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
 };
@@ -125,6 +126,8 @@ pub struct ReplicaStub {
     syncing: bool,
     /// A sync is wanted as soon as the one under way ends.
     sync_again: bool,
+    /// Per data dir, its group-commit stream (or why it could not be opened).
+    node_logs: Vec<Result<Arc<NodeLog>, String>>,
 }
 
 /// Close every replica (log synced, memtables flushed) and stop.
@@ -153,6 +156,7 @@ impl ReplicaStub {
             incarnation: 0,
             syncing: false,
             sync_again: false,
+            node_logs: Vec::new(),
         }
     }
 
@@ -255,11 +259,22 @@ impl ReplicaStub {
             learning: false,
         };
         let options = self.params.options.clone();
+        let node_log = match self.node_logs.get(data_dir) {
+            Some(Ok(node_log)) => node_log.clone(),
+            Some(Err(e)) => {
+                let error = format!("cannot create replica {gpid}: {e}");
+                return fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, error))).boxed_local();
+            }
+            None => {
+                let error = format!("cannot create replica {gpid}: the replica server is still opening its disks");
+                return fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, error))).boxed_local();
+            }
+        };
         let open = tokio::task::spawn_blocking(move || {
             if dir.join("manifest.json").exists() {
-                open_replica(&dir, &options.engine_options, options.log_options)
+                open_replica(&dir, &options.engine_options, options.log_options, &node_log)
             } else {
-                create_replica(&dir, &manifest, &options.engine_options, options.log_options)
+                create_replica(&dir, &manifest, &options.engine_options, options.log_options, &node_log)
             }
         });
         open.into_actor(self)
@@ -497,7 +512,11 @@ impl Actor for ReplicaStub {
         let open_all = tokio::task::spawn_blocking(move || {
             let mut opened = Vec::new();
             let mut failures = Vec::new();
+            let mut node_logs = Vec::new();
             for (index, data_dir) in data_dirs.iter().enumerate() {
+                let node_log = NodeLog::open(data_dir, options.log_options, me.to_string())
+                    .map_err(|e| format!("cannot open the shared log of {}: {e}", data_dir.display()));
+                node_logs.push(node_log.clone());
                 let found = match list_replica_dirs(data_dir) {
                     Ok(found) => found,
                     Err(e) => {
@@ -505,8 +524,17 @@ impl Actor for ReplicaStub {
                         continue;
                     }
                 };
+                let node_log = match node_log {
+                    Ok(node_log) => node_log,
+                    Err(e) => {
+                        error!(node = %me, dir = %data_dir.display(), error = %e, "no replica of this data dir can open");
+                        failures.extend(found.into_iter().map(|(gpid, _)| (gpid, e.clone())));
+                        continue;
+                    }
+                };
+                node_log.forget_except(&found.iter().map(|(gpid, _)| *gpid).collect());
                 for (gpid, dir) in found {
-                    match open_replica(&dir, &options.engine_options, options.log_options) {
+                    match open_replica(&dir, &options.engine_options, options.log_options, &node_log) {
                         Err(e) => {
                             error!(node = %me, %gpid, error = %e, "cannot open replica; it stays out of service and the meta is told");
                             failures.push((gpid, format!("cannot open replica {gpid}: {e}")));
@@ -525,10 +553,11 @@ impl Actor for ReplicaStub {
                     }
                 }
             }
-            (opened, failures)
+            (opened, failures, node_logs)
         });
         ctx.wait(open_all.into_actor(self).map(|opened, act, ctx| {
-            let (opened, failures) = opened.unwrap_or_default();
+            let (opened, failures, node_logs) = opened.unwrap_or_default();
+            act.node_logs = node_logs;
             for (replica, data_dir) in opened {
                 act.start_replica(replica, data_dir);
             }

@@ -12,7 +12,7 @@ use super::actor::{Replica, WriteWaiter};
 use super::core::{AppliedLookup, Effect, PrepareFailure};
 use super::pipelines::{Applied, LogWritten};
 use super::validate::validate_write;
-use crate::metrics::{LOG_GROUP_COMMITS, LOG_WRITTEN_BYTES, MUTATIONS_COMMITTED, REPLICA_COUNT};
+use crate::metrics::{MUTATIONS_COMMITTED, REPLICA_COUNT};
 use actix::prelude::*;
 use aerie_common::{clock::wall_secs_now, ErrorCode, NodeAddr, WireError, WireResult};
 use aerie_proto::data::WriteResult;
@@ -105,7 +105,7 @@ impl Replica {
         let network = self.network.clone();
         let (decree, ballot) = (mutation.decree, mutation.ballot);
         let request = Prepare {
-            mutation: (*mutation).clone(),
+            mutation,
             primary: self.me,
         };
         let timeout = self.options.prepare_timeout;
@@ -153,17 +153,11 @@ impl Replica {
     }
 
     fn on_logged(&mut self, written: LogWritten, ctx: &mut Context<Self>) {
-        self.log.finished();
-        match written.result {
-            Ok(bytes) => {
-                LOG_WRITTEN_BYTES.with_label_values(&[&self.node_label]).inc_by(bytes);
-                LOG_GROUP_COMMITS.with_label_values(&[&self.node_label]).inc();
-            }
-            Err(reason) => return self.mark_broken(format!("mutation log write failed: {reason}"), ctx),
+        if let Err(reason) = written.result {
+            return self.mark_broken(format!("mutation log write failed: {reason}"), ctx);
         }
         let effects = self.core.logged(&written.written, written.committed);
         self.run(effects, ctx);
-        self.kick_log(ctx);
     }
 
     fn kick_apply(&mut self, ctx: &mut Context<Self>) {
@@ -248,7 +242,7 @@ impl Handler<Inbound<Prepare>> for Replica {
         let token = self.next_token();
         let (tx, rx) = oneshot::channel();
         self.ack_waiters.insert(token, tx);
-        let effects = self.core.prepare(token, req.primary, Arc::new(req.mutation));
+        let effects = self.core.prepare(token, req.primary, req.mutation);
         self.run(effects, ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {

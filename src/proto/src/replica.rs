@@ -5,6 +5,7 @@ use crate::data::{ReadOp, ReadResult, WriteOp, WriteResult};
 use crate::meta::{AppInfo, PartitionConfig};
 use aerie_common::{Ballot, Decree, Gpid, NodeAddr, WireResult};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Who sent a write, so that a retry of it takes effect at most once.
 ///
@@ -74,7 +75,9 @@ pub struct Mutation {
 /// Primary to secondary: log this mutation and acknowledge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prepare {
-    pub mutation: Mutation,
+    /// Shared with the primary's prepare list and the other secondaries' requests: sent without a
+    /// copy (serialized as the mutation itself).
+    pub mutation: Arc<Mutation>,
     pub primary: NodeAddr,
 }
 

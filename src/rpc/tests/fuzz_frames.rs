@@ -45,7 +45,7 @@ fn sample_frames() -> Vec<Vec<u8>> {
     let primary: NodeAddr = "127.0.0.1:34801".parse().unwrap();
     let bodies = [
         frame::encode(&Prepare {
-            mutation: mutation.clone(),
+            mutation: std::sync::Arc::new(mutation.clone()),
             primary,
         })
         .unwrap(),

@@ -24,6 +24,8 @@ pub enum StorageError {
     StillOpen { path: PathBuf, waited_secs: u64 },
     #[error("the {0} lock is poisoned (a thread panicked while holding it)")]
     LockPoisoned(&'static str),
+    #[error("shared log: {0}")]
+    SharedLog(String),
 }
 
 impl StorageError {

@@ -5,7 +5,12 @@
 //! tail (cut it), while a bad frame followed by a valid one is corruption (refuse to open). What a
 //! payload means is the caller's: `parse` turns one payload into a record, or says it is not one.
 
+use crate::error::StorageError;
 use crc::{Crc, CRC_32_ISCSI};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::path::Path;
+use tracing::warn;
 
 const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 pub(crate) const HEADER_LEN: usize = 8;
@@ -71,4 +76,58 @@ pub(crate) fn decode_frames<T>(bytes: &[u8], parse: impl Fn(&[u8]) -> Option<T>)
 /// follow the bad one) from a torn tail (nothing valid follows).
 pub(crate) fn valid_frame_after<T>(bytes: &[u8], offset: usize, parse: impl Fn(&[u8]) -> Option<T>) -> Option<usize> {
     (offset + 1..bytes.len()).find(|at| matches!(frame_at(bytes, *at), Ok((payload, _)) if parse(payload).is_some()))
+}
+
+/// A segment file read back: its records, its size once any torn tail is cut, and the bytes cut.
+pub(crate) struct ReadSegment<T> {
+    pub records: Vec<T>,
+    pub bytes: u64,
+    pub truncated: u64,
+}
+
+/// Reads one segment of a log. A bad frame in the last segment (`is_last`) with nothing valid
+/// after it is a torn tail: the file is cut there (and synced). Anything else bad is corruption.
+pub(crate) fn read_segment<T>(
+    path: &Path,
+    is_last: bool,
+    parse: impl Fn(&[u8]) -> Option<T> + Copy,
+) -> Result<ReadSegment<T>, StorageError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(StorageError::io(path))?;
+    let (records, stopped) = decode_frames(&bytes, parse);
+    let size = bytes.len() as u64;
+    let Some((offset, reason)) = stopped else {
+        return Ok(ReadSegment {
+            records,
+            bytes: size,
+            truncated: 0,
+        });
+    };
+    let corrupt = |reason: String| StorageError::CorruptLog {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if !is_last {
+        return Err(corrupt(reason));
+    }
+    if let Some(next) = valid_frame_after(&bytes, offset as usize, parse) {
+        return Err(corrupt(format!(
+            "{reason}, and a valid record follows at offset {next}: not a torn tail"
+        )));
+    }
+    warn!(path = %path.display(), offset, reason, "cutting a torn record off the log tail");
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(StorageError::io(path))?;
+    file.set_len(offset).map_err(StorageError::io(path))?;
+    file.sync_all().map_err(StorageError::io(path))?;
+    Ok(ReadSegment {
+        records,
+        bytes: offset,
+        truncated: size - offset,
+    })
 }

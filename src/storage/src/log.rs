@@ -136,11 +136,6 @@ pub(crate) fn encode_record(item: LogItem<'_>, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
-/// The offset of the first valid record after `offset`, if any.
-pub(crate) fn valid_record_after(bytes: &[u8], offset: usize) -> Option<usize> {
-    frames::valid_frame_after(bytes, offset, parse_payload)
-}
-
 /// Parses records from `bytes`: the good ones, and where (and why) parsing stopped early, if it did.
 pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<LogRecord>, Option<(u64, String)>) {
     frames::decode_frames(bytes, parse_payload)
@@ -182,33 +177,9 @@ impl MutationLog {
         let mut truncated_bytes = 0;
         let last = found.len().saturating_sub(1);
         for (position, (index, path)) in found.into_iter().enumerate() {
-            let mut bytes = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(StorageError::io(&path))?;
-            let (records, stopped) = decode_records(&bytes);
-            let mut size = bytes.len() as u64;
-            if let Some((offset, reason)) = stopped {
-                if position != last {
-                    return Err(StorageError::CorruptLog { path, offset, reason });
-                }
-                if let Some(next) = valid_record_after(&bytes, offset as usize) {
-                    return Err(StorageError::CorruptLog {
-                        path,
-                        offset,
-                        reason: format!("{reason}, and a valid record follows at offset {next}: not a torn tail"),
-                    });
-                }
-                warn!(path = %path.display(), offset, reason, "cutting a torn record off the log tail");
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(StorageError::io(&path))?;
-                file.set_len(offset).map_err(StorageError::io(&path))?;
-                file.sync_all().map_err(StorageError::io(&path))?;
-                truncated_bytes = size - offset;
-                size = offset;
-            }
+            let read = frames::read_segment(&path, position == last, parse_payload)?;
+            let (records, size) = (read.records, read.bytes);
+            truncated_bytes += read.truncated;
             let decrees = || {
                 records.iter().filter_map(|r| match r {
                     LogRecord::Mutation(m) => Some(m.decree),
@@ -381,6 +352,18 @@ impl MutationLog {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+}
+
+impl Drop for MutationLog {
+    /// A log that does not sync on every write (the shared log makes its writes durable) is
+    /// synced when it closes, so that the shared log need not keep its records.
+    fn drop(&mut self) {
+        if !self.options.sync {
+            if let Err(e) = self.current.sync_data() {
+                warn!(dir = %self.dir.display(), error = %e, "cannot sync the mutation log as it closes");
+            }
+        }
     }
 }
 

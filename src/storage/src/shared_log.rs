@@ -24,9 +24,8 @@ use crate::log::{list_segments, parse_payload, sync_dir, EncodedRecord, LogOptio
 use aerie_common::{Decree, Gpid};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use tracing::warn;
 
 const PREFIX: &str = "shared.";
 const RECORD: u8 = 0;
@@ -116,33 +115,9 @@ impl SharedLog {
         let mut partitions: BTreeMap<Gpid, Vec<LogRecord>> = BTreeMap::new();
         let mut truncated_bytes = 0;
         for (position, (index, path)) in found.into_iter().enumerate() {
-            let mut bytes = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(StorageError::io(&path))?;
-            let (records, stopped) = frames::decode_frames(&bytes, parse);
-            let mut size = bytes.len() as u64;
-            if let Some((offset, reason)) = stopped {
-                if position != last {
-                    return Err(StorageError::CorruptLog { path, offset, reason });
-                }
-                if let Some(next) = frames::valid_frame_after(&bytes, offset as usize, parse) {
-                    return Err(StorageError::CorruptLog {
-                        path,
-                        offset,
-                        reason: format!("{reason}, and a valid record follows at offset {next}: not a torn tail"),
-                    });
-                }
-                warn!(path = %path.display(), offset, reason, "cutting a torn record off the shared log's tail");
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(StorageError::io(&path))?;
-                file.set_len(offset).map_err(StorageError::io(&path))?;
-                file.sync_all().map_err(StorageError::io(&path))?;
-                truncated_bytes = size - offset;
-                size = offset;
-            }
+            let read = frames::read_segment(&path, position == last, parse)?;
+            let (records, size) = (read.records, read.bytes);
+            truncated_bytes += read.truncated;
             let mut held = BTreeMap::new();
             for (gpid, record) in records {
                 match record {
