@@ -182,7 +182,7 @@ if ((db_bench)); then
             num=$((sync ? 20000 / threads + 1 : 200000 / threads))
             ops=$(db_bench --benchmarks=fillrandom --db="$work/db_bench" --sync=$sync --threads=$threads \
                 --num=$num --key_size=16 --value_size="$value_size" 2>/dev/null |
-                awk '/^fillrandom/ { for (i = 1; i <= NF; i++) if ($i == "ops/sec;") print $(i - 1) }')
+                awk '/^fillrandom/ { for (i = 1; i <= NF; i++) if ($i == "ops/sec" || $i == "ops/sec;") print $(i - 1) }')
             printf '{"target":"db_bench","mix":"fillrandom sync=%s","inflight":%s,"ops_per_sec":%s}\n' \
                 "$sync" "$threads" "${ops:-0}" | tee -a "$results"
         done

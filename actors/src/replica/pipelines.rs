@@ -1,9 +1,9 @@
 //! The two disk pipelines of a replica:
 //!
 //! - the log pipeline hands every record queued since its last hand-over to the node log
-//!   (`node_log.rs`), which group-commits it with the other partitions' batches. Any number of
-//!   batches may be in flight: the node log writes them in order, and a batch is answered only
-//!   once it and everything before it is durable;
+//!   (`node_log.rs`), which group-commits it with the other partitions' batches. Up to
+//!   `MAX_IN_FLIGHT` batches may be in flight: the node log writes them in order, and a batch is
+//!   answered only once it and everything before it is durable;
 //! - the apply pipeline applies every committed mutation queued since the last batch in one RocksDB
 //!   write batch, with at most one batch in flight on the blocking pool.
 //!
@@ -17,6 +17,10 @@ use aerie_proto::replica::Mutation;
 use aerie_storage::{EncodedRecord, Engine, LogItem, MutationLog};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+
+/// Batches of one replica in the node log at once. More pipelining makes batches smaller and
+/// costs a thread hand-over each; two keep the next batch ready while one is being synced.
+const MAX_IN_FLIGHT: usize = 2;
 
 pub struct LogWritten {
     pub written: Vec<(Decree, Ballot)>,
@@ -36,6 +40,7 @@ pub struct LogPipeline {
     log: Arc<Mutex<MutationLog>>,
     node_log: Arc<NodeLog>,
     queued: Vec<Queued>,
+    in_flight: usize,
 }
 
 impl LogPipeline {
@@ -45,6 +50,7 @@ impl LogPipeline {
             log: Arc::new(Mutex::new(log)),
             node_log,
             queued: Vec::new(),
+            in_flight: 0,
         }
     }
 
@@ -67,9 +73,10 @@ impl LogPipeline {
 
     /// Hands everything queued to the node log.
     pub fn start(&mut self) -> Option<impl Future<Output = LogWritten> + 'static> {
-        if self.queued.is_empty() {
+        if self.queued.is_empty() || self.in_flight >= MAX_IN_FLIGHT {
             return None;
         }
+        self.in_flight += 1;
         let batch = std::mem::take(&mut self.queued);
         let (gpid, log, node_log) = (self.gpid, self.log.clone(), self.node_log.clone());
         Some(async move {
@@ -108,6 +115,11 @@ impl LogPipeline {
                 result,
             }
         })
+    }
+
+    /// A batch handed over by `start` was answered.
+    pub fn finished(&mut self) {
+        self.in_flight -= 1;
     }
 }
 

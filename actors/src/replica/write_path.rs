@@ -153,11 +153,13 @@ impl Replica {
     }
 
     fn on_logged(&mut self, written: LogWritten, ctx: &mut Context<Self>) {
+        self.log.finished();
         if let Err(reason) = written.result {
             return self.mark_broken(format!("mutation log write failed: {reason}"), ctx);
         }
         let effects = self.core.logged(&written.written, written.committed);
         self.run(effects, ctx);
+        self.kick_log(ctx);
     }
 
     fn kick_apply(&mut self, ctx: &mut Context<Self>) {
