@@ -5,8 +5,9 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aerie/target}"
 
 # Installs missing Debian packages: clang and libclang-dev (RocksDB's bindings are generated with
-# bindgen, and its C++ is compiled with the system compiler), zookeeper for the tests, and
-# nftables for the fault tests that cut links between processes (they run as root).
+# bindgen, and its C++ is compiled with the system compiler), zookeeper for the tests, nftables
+# for the fault tests that cut links between processes (they run as root), and systemd for
+# systemd-analyze.
 ensure_build_packages() {
     local missing=()
     command -v clang >/dev/null 2>&1 || missing+=(clang)
@@ -15,6 +16,8 @@ ensure_build_packages() {
     # scripts/zookeeper.sh, never as a system service.
     [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+    # systemd-analyze checks the unit files in scripts/systemd (t49).
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     if ((${#missing[@]} == 0)); then
         return 0
     fi
