@@ -160,6 +160,17 @@ pub(crate) fn list_segments(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBu
     Ok(found)
 }
 
+/// Creates a new, empty segment file for appending, and makes its name durable.
+pub(crate) fn create_segment(dir: &Path, path: &Path) -> Result<File, StorageError> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(StorageError::io(path))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -205,8 +216,7 @@ impl MutationLog {
         }
         if segments.is_empty() {
             let path = segment_path(dir, 1);
-            File::create(&path).map_err(StorageError::io(&path))?;
-            sync_dir(dir)?;
+            create_segment(dir, &path)?;
             segments.push(Segment {
                 index: 1,
                 path,
@@ -289,12 +299,7 @@ impl MutationLog {
         self.sync()?;
         let index = self.segments.last().expect("one segment").index + 1;
         let path = segment_path(&self.dir, index);
-        self.current = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(StorageError::io(&path))?;
-        sync_dir(&self.dir)?;
+        self.current = create_segment(&self.dir, &path)?;
         self.segments.push(Segment {
             index,
             path,

@@ -20,7 +20,7 @@
 
 use crate::error::StorageError;
 use crate::frames;
-use crate::log::{list_segments, parse_payload, sync_dir, EncodedRecord, LogOptions, LogRecord};
+use crate::log::{create_segment, list_segments, parse_payload, sync_dir, EncodedRecord, LogOptions, LogRecord};
 use aerie_common::{Decree, Gpid};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -144,8 +144,7 @@ impl SharedLog {
         }
         if segments.is_empty() {
             let path = segment_path(dir, 1);
-            File::create(&path).map_err(StorageError::io(&path))?;
-            sync_dir(dir)?;
+            create_segment(dir, &path)?;
             segments.push(Segment {
                 index: 1,
                 path,
@@ -218,12 +217,7 @@ impl SharedLog {
         self.current.sync_data().map_err(StorageError::io(closing))?;
         let index = self.segments.last().expect("one segment").index + 1;
         let path = segment_path(&self.dir, index);
-        self.current = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(StorageError::io(&path))?;
-        sync_dir(&self.dir)?;
+        self.current = create_segment(&self.dir, &path)?;
         self.segments.push(Segment {
             index,
             path,
