@@ -25,11 +25,12 @@ fn simulated_clusters_stay_linearizable_under_faults() {
     };
     let single = seeds.len() == 1;
     let mut failures = Vec::new();
-    let (mut ops, mut unknown, mut faults) = (0, 0, 0);
+    let (mut ops, mut unknown, mut faults, mut batched) = (0, 0, 0, 0);
     for seed in seeds.iter().copied() {
         let report = Sim::new(SimOptions::new(seed)).run();
         ops += report.ops_ok;
         unknown += report.ops_unknown;
+        batched += report.batched_mutations;
         faults += report.faults.iter().filter(|f| f.contains("FAULT")).count();
         if single {
             eprintln!("{}", report.describe());
@@ -43,7 +44,7 @@ fn simulated_clusters_stay_linearizable_under_faults() {
         }
     }
     eprintln!(
-        "{} seeds: {ops} operations ok, {unknown} with unknown outcome, {faults} faults; failing seeds: {failures:?}",
+        "{} seeds: {ops} operations ok, {unknown} with unknown outcome, {faults} faults, {batched} mutations carrying several writes; failing seeds: {failures:?}",
         seeds.len()
     );
     assert!(

@@ -60,11 +60,20 @@ pub struct ReplicaOptions {
     pub sync_soon: Arc<tokio::sync::Notify>,
 }
 
+/// Mutations a primary has proposed and not committed before client writes queue up and go out
+/// together (see `CoreOptions`). With the log pipeline's two batches in flight, two keep the disk
+/// and the secondaries busy while the next batch fills.
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
+/// The most key and value bytes of one batched mutation.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
 impl ReplicaOptions {
     pub(super) fn core_options(&self) -> CoreOptions {
         CoreOptions {
             min_replicas_for_write: self.min_replicas_for_write,
             max_uncommitted: self.max_uncommitted,
+            max_proposals_in_flight: MAX_PROPOSALS_IN_FLIGHT,
+            max_batch_bytes: MAX_BATCH_BYTES,
         }
     }
 }

@@ -20,7 +20,7 @@ mod stub;
 pub mod validate;
 mod write_path;
 
-pub use actor::{Replica, ReplicaOptions};
+pub use actor::{Replica, ReplicaOptions, MAX_BATCH_BYTES, MAX_PROPOSALS_IN_FLIGHT};
 pub use commands::{ReplicaCommand, REPLICA_COMMANDS};
 pub use meta_locator::MetaLocator;
 pub use stub::{ReplicaStub, ReplicaStubParams, Shutdown};

@@ -60,6 +60,30 @@ impl WriteOp {
         }
     }
 
+    /// The bytes of keys and values the operation carries (what batching bounds).
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            WriteOp::Put {
+                hash_key,
+                sort_key,
+                value,
+                ..
+            } => hash_key.len() + sort_key.len() + value.len(),
+            WriteOp::MultiPut { hash_key, kvs, .. } => {
+                hash_key.len() + kvs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            }
+            WriteOp::Remove { hash_key, sort_key } | WriteOp::Incr { hash_key, sort_key, .. } => {
+                hash_key.len() + sort_key.len()
+            }
+            WriteOp::MultiRemove { hash_key, sort_keys } => {
+                hash_key.len() + sort_keys.iter().map(Vec::len).sum::<usize>()
+            }
+            WriteOp::CheckAndSet(cas) => {
+                cas.hash_key.len() + cas.check_sort_key.len() + cas.set_sort_key.len() + cas.set_value.len()
+            }
+        }
+    }
+
     /// Operation name for metrics and statistics (Pegasus's names).
     pub fn kind(&self) -> &'static str {
         match self {

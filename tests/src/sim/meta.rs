@@ -29,7 +29,7 @@ pub(crate) struct Meta {
     alive_since: BTreeMap<NodeAddr, u64>,
     dropped_at: BTreeMap<Gpid, BTreeMap<NodeAddr, u64>>,
     reports: BTreeMap<Gpid, BTreeMap<NodeAddr, ReplicaState>>,
-    adding: BTreeMap<Gpid, (NodeAddr, i64, u64)>,
+    pub(crate) adding: BTreeMap<Gpid, (NodeAddr, i64, u64)>,
     knobs: CureKnobs,
     nodes: usize,
 }

@@ -88,6 +88,8 @@ pub struct SimReport {
     pub events: u64,
     pub ops_ok: usize,
     pub ops_unknown: usize,
+    /// Mutations logged (on any replica) that carried more than one client write.
+    pub batched_mutations: u64,
     pub faults: Vec<String>,
     /// Keys whose history no order explains.
     pub violations: Option<String>,
@@ -266,6 +268,7 @@ pub struct Sim {
     pub(crate) clients: Vec<Client>,
     pub(crate) history: History,
     pub(crate) trace: Vec<String>,
+    pub(crate) batched_mutations: u64,
     pending: BTreeMap<(Endpoint, u64), Pending>,
     next_call: u64,
     pub(crate) options: SimOptions,
@@ -301,6 +304,7 @@ impl Sim {
             clients: (0..options.clients).map(|i| Client::new(i, options.seed)).collect(),
             history: History::new(),
             trace: Vec::new(),
+            batched_mutations: 0,
             pending: BTreeMap::new(),
             next_call: 1,
             options,
@@ -509,7 +513,7 @@ impl Sim {
             match self.quiescent() {
                 Ok(()) => break,
                 Err(reason) if self.now >= deadline => {
-                    report.stuck = Some(format!("120 s after healing: {reason}"));
+                    report.stuck = Some(format!("120 s after healing: {reason}\n{}", self.describe_state()));
                     break;
                 }
                 Err(_) => {}
@@ -531,6 +535,7 @@ impl Sim {
         let (ok, unknown) = self.history.counts();
         report.ops_ok = ok;
         report.ops_unknown = unknown;
+        report.batched_mutations = self.batched_mutations;
         report.events = self.events;
         report.faults = std::mem::take(&mut self.trace);
         report

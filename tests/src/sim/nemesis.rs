@@ -233,6 +233,26 @@ impl Sim {
         self.faulty.clear();
     }
 
+    /// The meta's configuration and every replica's state, for a stuck run's report.
+    pub(crate) fn describe_state(&self) -> String {
+        let mut out = String::new();
+        for (gpid, config) in &self.meta.partitions {
+            out.push_str(&format!(
+                "    meta {gpid}: ballot {} primary {:?} secondaries {:?}; adding {:?}\n",
+                config.ballot,
+                config.primary,
+                config.secondaries,
+                self.meta.adding.get(gpid)
+            ));
+            for (n, node) in self.nodes.iter().enumerate() {
+                if let Some(replica) = node.replicas.get(gpid) {
+                    out.push_str(&format!("      node {n}: {}\n", replica.core.describe()));
+                }
+            }
+        }
+        out
+    }
+
     /// Fully healthy and idle: every partition has its three replicas, all serving in the roles the
     /// meta says, everything committed applied everywhere, and no client operation under way.
     pub(crate) fn quiescent(&self) -> Result<(), String> {

@@ -21,6 +21,10 @@ use std::sync::Arc;
 const CORE: CoreOptions = CoreOptions {
     min_replicas_for_write: 2,
     max_uncommitted: 4096,
+    // One at a time (the server allows two): with six clients on four partitions, writes batch
+    // into shared mutations as often as possible.
+    max_proposals_in_flight: 1,
+    max_batch_bytes: aerie_actors::replica::MAX_BATCH_BYTES,
 };
 
 /// A replica being learned here: from which primary, at which ballot.
@@ -236,6 +240,7 @@ impl Sim {
             };
             match effect {
                 Effect::Log(m) => {
+                    self.batched_mutations += u64::from(m.ops.len() > 1);
                     replica.log_queue.push(LogEntry::Mutation(m));
                     self.kick_log(n, gpid);
                 }

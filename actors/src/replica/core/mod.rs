@@ -23,6 +23,8 @@
 //! - A client request (session, seq) is proposed at most once per primary: a retry joins the
 //!   decree already carrying it, or gets the answer recorded when it was applied.
 
+#[cfg(test)]
+mod batching_tests;
 mod effects;
 mod primary;
 mod secondary;
@@ -35,7 +37,7 @@ pub use primary::PrepareFailure;
 use super::prepare_list::PrepareList;
 use aerie_common::{Ballot, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::PartitionConfig;
-use aerie_proto::replica::{Mutation, ReplicaStatus};
+use aerie_proto::replica::{Mutation, MutationOp, ReplicaStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -44,8 +46,23 @@ use std::sync::Arc;
 pub struct CoreOptions {
     /// Replicas a write needs (`mutation_2pc_min_replica_count`).
     pub min_replicas_for_write: usize,
-    /// Uncommitted writes beyond which new ones are refused (`ERR_BUSY`).
+    /// Uncommitted writes (proposed or queued) beyond which new ones are refused (`ERR_BUSY`).
     pub max_uncommitted: usize,
+    /// Primary: mutations proposed and not committed yet at which client writes start to queue;
+    /// the queued writes go out together in one mutation when one commits (Pegasus's batched
+    /// writes). Under load, mutations grow by themselves; at low load a write goes out at once.
+    pub max_proposals_in_flight: usize,
+    /// Primary: the most key and value bytes one batched mutation carries (a larger write goes
+    /// alone).
+    pub max_batch_bytes: usize,
+}
+
+/// A client write waiting for a proposal slot.
+struct QueuedWrite {
+    op: MutationOp,
+    /// Its first attempt and every retry that arrived while it waited.
+    waiters: Vec<WaiterId>,
+    wall_secs: u64,
 }
 
 /// What a request is checked against: the replica server's lease at the moment of the request.
@@ -102,6 +119,8 @@ pub struct ReplicaCore {
     serving: bool,
     /// Secondary: the primary's committed decree, as last heard.
     primary_committed: Decree,
+    /// Primary: client writes waiting for a proposal slot, in arrival order.
+    queued_writes: VecDeque<QueuedWrite>,
     /// Client writes waiting for their decree to apply: (waiter, operation index).
     write_waiters: BTreeMap<Decree, Vec<(WaiterId, usize)>>,
     /// Primary: every client request proposed or inherited and not applied yet, with its
@@ -162,6 +181,7 @@ impl ReplicaCore {
             reconciled_at: None,
             serving: false,
             primary_committed: restored.last_committed,
+            queued_writes: VecDeque::new(),
             write_waiters: BTreeMap::new(),
             requests: BTreeMap::new(),
             ack_waiters: BTreeMap::new(),
@@ -246,7 +266,7 @@ impl ReplicaCore {
             })
             .collect();
         format!(
-            "{} at ballot {} (primary {:?}), committed {}, applied {}, prepared {}, primary's committed {}, applying {}, uncommitted {} [{}]",
+            "{} at ballot {} (primary {:?}), committed {}, applied {}, prepared {}, primary's committed {}, applying {}, uncommitted {} [{}], queued writes {}",
             self.role,
             self.ballot,
             self.primary,
@@ -256,7 +276,8 @@ impl ReplicaCore {
             self.primary_committed,
             self.applying.len(),
             self.list.uncommitted_count(),
-            pending.join(", ")
+            pending.join(", "),
+            self.queued_writes.len()
         )
     }
 
@@ -344,9 +365,21 @@ impl ReplicaCore {
         Ok(())
     }
 
-    /// Every client write waiting is answered: its outcome is unknown (it was proposed, and a
-    /// later primary may commit it). Every pending acknowledgement fails with `code`.
+    /// Every client write waiting is answered: a proposed one's outcome is unknown (a later
+    /// primary may commit it); one still queued was never proposed and fails with `code`. Every
+    /// pending acknowledgement fails with `code`.
     fn fail_waiters(&mut self, code: ErrorCode, reason: &str, out: &mut Vec<Effect>) {
+        for queued in std::mem::take(&mut self.queued_writes) {
+            for waiter in queued.waiters {
+                out.push(Effect::AnswerWrite {
+                    waiter,
+                    answer: Err(refuse(
+                        code,
+                        format!("{reason}; the write was not proposed and does not take effect"),
+                    )),
+                });
+            }
+        }
         for (_, waiters) in std::mem::take(&mut self.write_waiters) {
             for (waiter, _) in waiters {
                 out.push(Effect::AnswerWrite {

@@ -1,7 +1,7 @@
 //! The primary's side of the core: client writes, proposals, acknowledgements, commits in decree
 //! order, reconciliation of what a new primary inherits, group checks, and learners joining.
 
-use super::{refuse, AppliedLookup, Effect, Gate, ReplicaCore, WaiterId};
+use super::{refuse, AppliedLookup, Effect, Gate, QueuedWrite, ReplicaCore, WaiterId};
 use aerie_common::{Ballot, Decree, ErrorCode, NodeAddr, WireResult};
 use aerie_proto::data::WriteOp;
 use aerie_proto::meta::PartitionChange;
@@ -44,6 +44,16 @@ impl ReplicaCore {
                 self.write_waiters.entry(decree).or_default().push((waiter, index));
                 return out;
             }
+            let key = request.key();
+            if let Some(queued) = self
+                .queued_writes
+                .iter_mut()
+                .find(|q| q.op.request.is_some_and(|r| r.key() == key))
+            {
+                // A retry of a write still queued: it goes out once, with both waiting.
+                queued.waiters.push(waiter);
+                return out;
+            }
             match applied {
                 AppliedLookup::Applied(answer) => {
                     out.push(Effect::AnswerWrite { waiter, answer });
@@ -66,9 +76,41 @@ impl ReplicaCore {
             out.push(Effect::AnswerWrite { waiter, answer: Err(e) });
             return out;
         }
-        let decree = self.propose(vec![MutationOp { request, op }], wall_secs, &mut out);
-        self.write_waiters.entry(decree).or_default().push((waiter, 0));
+        self.queued_writes.push_back(QueuedWrite {
+            op: MutationOp { request, op },
+            waiters: vec![waiter],
+            wall_secs,
+        });
+        self.propose_queued(&mut out);
         out
+    }
+
+    /// Proposes queued client writes while fewer than `max_proposals_in_flight` mutations are
+    /// uncommitted, as many per mutation as `max_batch_bytes` allows, in arrival order.
+    fn propose_queued(&mut self, out: &mut Vec<Effect>) {
+        if self.role != ReplicaStatus::Primary || !self.serving {
+            return;
+        }
+        while !self.queued_writes.is_empty() && self.list.uncommitted_count() < self.options.max_proposals_in_flight {
+            let mut bytes = 0;
+            let mut batch = Vec::new();
+            while let Some(next) = self.queued_writes.front() {
+                let size = next.op.op.payload_bytes();
+                if !batch.is_empty() && bytes + size > self.options.max_batch_bytes {
+                    break;
+                }
+                bytes += size;
+                batch.extend(self.queued_writes.pop_front());
+            }
+            let wall_secs = batch.iter().map(|q| q.wall_secs).max().unwrap_or(0);
+            let (ops, waiters): (Vec<MutationOp>, Vec<Vec<WaiterId>>) =
+                batch.into_iter().map(|q| (q.op, q.waiters)).unzip();
+            let decree = self.propose(ops, wall_secs, out);
+            let waiting = self.write_waiters.entry(decree).or_default();
+            for (index, attempts) in waiters.into_iter().enumerate() {
+                waiting.extend(attempts.into_iter().map(|w| (w, index)));
+            }
+        }
     }
 
     fn check_write_capacity(&self) -> WireResult<()> {
@@ -82,13 +124,13 @@ impl ReplicaCore {
                 ),
             ));
         }
-        if self.list.uncommitted_count() >= self.options.max_uncommitted {
+        let waiting = self.list.uncommitted_count() + self.queued_writes.len();
+        if waiting >= self.options.max_uncommitted {
             return Err(refuse(
                 ErrorCode::ERR_BUSY,
                 format!(
-                    "{} has {} uncommitted writes; a secondary is slow or unreachable",
-                    self.gpid,
-                    self.list.uncommitted_count()
+                    "{} has {waiting} uncommitted writes; a secondary is slow or unreachable",
+                    self.gpid
                 ),
             ));
         }
@@ -213,6 +255,8 @@ impl ReplicaCore {
             out.push(Effect::Serving {
                 committed: self.list.last_committed(),
             });
+            // Writes queued before a ballot change go out now.
+            self.propose_queued(out);
         }
     }
 
@@ -301,6 +345,7 @@ impl ReplicaCore {
             return;
         }
         self.hand_to_apply(committed, out);
+        self.propose_queued(out);
         if self.list.uncommitted_count() == 0 {
             self.schedule_group_check(out);
             self.note_commit_point(out);

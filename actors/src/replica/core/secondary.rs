@@ -140,6 +140,17 @@ impl ReplicaCore {
     /// Learner: the meta (through the primary) asked this replica to learn from `primary` at
     /// `ballot`.
     pub fn begin_learning(&mut self, primary: NodeAddr, ballot: Ballot) -> WireResult<Vec<Effect>> {
+        let mut out = Vec::new();
+        if self.role == ReplicaStatus::Primary && ballot > self.ballot {
+            // A primary of a newer ballot adds it as a learner: the configuration moved on without
+            // it (it was declared dead while it led, and came back in a new incarnation that no
+            // configuration names it in).
+            self.step_down(
+                ReplicaStatus::Inactive,
+                "a newer configuration adds it back as a learner",
+                &mut out,
+            );
+        }
         if self.role == ReplicaStatus::Primary {
             return Err(refuse(
                 ErrorCode::ERR_INVALID_STATE,
@@ -155,7 +166,6 @@ impl ReplicaCore {
                 ),
             ));
         }
-        let mut out = Vec::new();
         self.fail_waiters(ErrorCode::ERR_INVALID_STATE, "the replica is learning", &mut out);
         if ballot > self.ballot {
             self.ballot = ballot;

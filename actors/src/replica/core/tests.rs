@@ -4,21 +4,24 @@ use super::*;
 use aerie_proto::data::{WriteOp, WriteResult};
 use aerie_proto::replica::{ClientRequest, MutationOp, PrepareAck};
 
-const GPID: Gpid = Gpid { app_id: 1, pidx: 0 };
-const INCARNATION: u64 = 77;
+pub(super) const GPID: Gpid = Gpid { app_id: 1, pidx: 0 };
+pub(super) const INCARNATION: u64 = 77;
 
-fn node(n: u16) -> NodeAddr {
+pub(super) fn node(n: u16) -> NodeAddr {
     format!("127.0.0.1:{}", 34800 + n).parse().unwrap()
 }
 
-fn options() -> CoreOptions {
+pub(super) fn options() -> CoreOptions {
     CoreOptions {
         min_replicas_for_write: 2,
         max_uncommitted: 100,
+        // Every write its own mutation, as the tests below expect; batching has its own tests.
+        max_proposals_in_flight: 100,
+        max_batch_bytes: 1 << 20,
     }
 }
 
-fn gate(now_ms: u64) -> Gate {
+pub(super) fn gate(now_ms: u64) -> Gate {
     Gate {
         now_ms,
         lease_until_ms: Some(10_000),
@@ -26,7 +29,7 @@ fn gate(now_ms: u64) -> Gate {
     }
 }
 
-fn config(ballot: Ballot, primary: u16, secondaries: &[u16]) -> PartitionConfig {
+pub(super) fn config(ballot: Ballot, primary: u16, secondaries: &[u16]) -> PartitionConfig {
     PartitionConfig {
         gpid: GPID,
         ballot,
@@ -38,7 +41,7 @@ fn config(ballot: Ballot, primary: u16, secondaries: &[u16]) -> PartitionConfig 
     }
 }
 
-fn put(value: &str) -> WriteOp {
+pub(super) fn put(value: &str) -> WriteOp {
     WriteOp::Put {
         hash_key: b"h".to_vec(),
         sort_key: b"s".to_vec(),
@@ -47,7 +50,7 @@ fn put(value: &str) -> WriteOp {
     }
 }
 
-fn request(seq: u64) -> Option<ClientRequest> {
+pub(super) fn request(seq: u64) -> Option<ClientRequest> {
     Some(ClientRequest {
         client: 9,
         seq,
@@ -93,7 +96,7 @@ fn primary(ballot: Ballot) -> ReplicaCore {
     core
 }
 
-fn logs(effects: &[Effect]) -> Vec<Decree> {
+pub(super) fn logs(effects: &[Effect]) -> Vec<Decree> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -103,7 +106,7 @@ fn logs(effects: &[Effect]) -> Vec<Decree> {
         .collect()
 }
 
-fn prepares(effects: &[Effect]) -> Vec<(NodeAddr, Decree)> {
+pub(super) fn prepares(effects: &[Effect]) -> Vec<(NodeAddr, Decree)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -113,7 +116,7 @@ fn prepares(effects: &[Effect]) -> Vec<(NodeAddr, Decree)> {
         .collect()
 }
 
-fn answers(effects: &[Effect]) -> Vec<(WaiterId, WireResult<WriteResult>)> {
+pub(super) fn answers(effects: &[Effect]) -> Vec<(WaiterId, WireResult<WriteResult>)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -617,4 +620,28 @@ fn a_refused_upgrade_lets_a_failing_learner_go() {
     assert!(out
         .iter()
         .any(|e| matches!(e, Effect::LearnerDropped { learner, .. } if *learner == node(4))));
+}
+
+// Found by the simulator (seed 334 of 600): a primary declared dead while it led came back in a new
+// incarnation; no configuration named it any more, so nothing told it to step down, and it refused
+// to learn when the cure added it back: the partition stayed one secondary short for good.
+#[test]
+fn a_deposed_primary_learns_when_the_primary_of_a_newer_ballot_adds_it() {
+    let mut core = primary(3);
+    core.client_write(1, request(1), put("a"), AppliedLookup::NotApplied, &gate(0), 5);
+    let out = core.begin_learning(node(2), 5).expect("a newer ballot deposes it");
+    assert_eq!(core.role(), ReplicaStatus::Learner);
+    assert_eq!(core.ballot(), 5);
+    assert_eq!(
+        answers(&out)[0].1.as_ref().unwrap_err().code,
+        ErrorCode::ERR_OUTCOME_UNKNOWN,
+        "the write it had proposed may still commit"
+    );
+    // A primary asked to learn at its own ballot (or an older one) is not deposed: it refuses.
+    let mut core = primary(3);
+    assert_eq!(
+        core.begin_learning(node(2), 3).unwrap_err().code,
+        ErrorCode::ERR_INVALID_STATE
+    );
+    assert_eq!(core.role(), ReplicaStatus::Primary);
 }
