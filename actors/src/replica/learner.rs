@@ -78,12 +78,9 @@ impl Replica {
         }
     }
 
-    /// Starts learning once nothing is being applied (so the starting point is exact).
+    /// Starts learning (committed mutations are applied as the actor handles their commit, so the
+    /// engine's applied decree is exact here).
     fn start_learning(&mut self, ctx: &mut Context<Self>) {
-        if !self.apply.is_idle() {
-            ctx.run_later(Duration::from_millis(20), |act, ctx| act.start_learning(ctx));
-            return;
-        }
         let (engine, log, node_log, gpid) = (self.engine.clone(), self.log.log(), self.log.node_log(), self.gpid);
         // Until what it learns is durable, a restart must drop the log (it will hold prepares
         // whose committed point the engine does not reach yet): say so before the first prepare.

@@ -4,11 +4,14 @@
 //!   (`node_log.rs`), which group-commits it with the other partitions' batches. Up to
 //!   `MAX_IN_FLIGHT` batches may be in flight: the node log writes them in order, and a batch is
 //!   answered only once it and everything before it is durable;
-//! - the apply pipeline applies every committed mutation queued since the last batch in one RocksDB
-//!   write batch, with at most one batch in flight on the blocking pool.
+//! - the apply pipeline applies every committed mutation queued while the actor handled its last
+//!   events in one RocksDB write batch, on the actor's own thread: the write skips RocksDB's WAL
+//!   (the mutation log is the WAL), so it is a memtable insert, cheaper than the two thread
+//!   hand-overs a trip to the blocking pool costs (Pegasus applies on the replica's thread too).
+//!   A RocksDB write stall therefore holds the actor's thread, as it would hold the writes anyway.
 //!
-//! While a batch is on disk, new work queues up and goes out as the next batch: under load, batches
-//! grow by themselves, and the actor thread never waits for a disk.
+//! While a log batch is on disk, new work queues up and goes out as the next batch: under load,
+//! batches grow by themselves, and the actor thread never waits for an fsync.
 
 use super::node_log::NodeLog;
 use aerie_common::{Ballot, Decree, Gpid, WireResult};
@@ -131,7 +134,6 @@ pub struct Applied {
 pub struct ApplyPipeline {
     engine: Arc<Engine>,
     queued: Vec<Arc<Mutation>>,
-    in_flight: bool,
 }
 
 impl ApplyPipeline {
@@ -139,7 +141,6 @@ impl ApplyPipeline {
         ApplyPipeline {
             engine,
             queued: Vec::new(),
-            in_flight: false,
         }
     }
 
@@ -147,31 +148,13 @@ impl ApplyPipeline {
         self.queued.extend(mutations);
     }
 
-    /// Nothing queued and nothing being applied.
-    pub fn is_idle(&self) -> bool {
-        !self.in_flight && self.queued.is_empty()
-    }
-
-    pub fn start(&mut self) -> Option<impl Future<Output = Applied> + 'static> {
-        if self.in_flight || self.queued.is_empty() {
+    /// Applies everything queued, in one write batch.
+    pub fn apply_queued(&mut self) -> Option<Applied> {
+        if self.queued.is_empty() {
             return None;
         }
-        self.in_flight = true;
-        let batch = std::mem::take(&mut self.queued);
-        let engine = self.engine.clone();
-        Some(async move {
-            let for_engine = batch.clone();
-            let result = tokio::task::spawn_blocking(move || engine.apply(&for_engine).map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(format!("apply task failed: {e}")));
-            Applied {
-                mutations: batch,
-                result,
-            }
-        })
-    }
-
-    pub fn finished(&mut self) {
-        self.in_flight = false;
+        let mutations = std::mem::take(&mut self.queued);
+        let result = self.engine.apply(&mutations).map_err(|e| e.to_string());
+        Some(Applied { mutations, result })
     }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 impl Replica {
     /// Carries out the core's effects, in order.
     pub(super) fn run(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
-        let mut log_queued = false;
+        let (mut log_queued, mut apply_queued) = (false, false);
         for effect in effects {
             match effect {
                 Effect::Log(mutation) => {
@@ -43,7 +43,7 @@ impl Replica {
                 Effect::Apply(mutations) => {
                     self.remember_committed(&mutations);
                     self.apply.enqueue(mutations);
-                    self.kick_apply(ctx);
+                    apply_queued = true;
                 }
                 Effect::AnswerWrite { waiter, answer } => {
                     if let Some(waiter) = self.write_waiters.remove(&waiter) {
@@ -85,6 +85,11 @@ impl Replica {
         }
         if log_queued {
             self.kick_log(ctx);
+        }
+        // After every other effect of these events: applying reports back to the core, whose
+        // effects then run in turn.
+        if apply_queued {
+            self.apply_queued(ctx);
         }
     }
 
@@ -162,18 +167,13 @@ impl Replica {
         self.kick_log(ctx);
     }
 
-    fn kick_apply(&mut self, ctx: &mut Context<Self>) {
-        if let Some(batch) = self.apply.start() {
-            ctx.spawn(
-                batch
-                    .into_actor(self)
-                    .map(|applied, act, ctx| act.on_applied(applied, ctx)),
-            );
+    fn apply_queued(&mut self, ctx: &mut Context<Self>) {
+        if let Some(applied) = self.apply.apply_queued() {
+            self.on_applied(applied, ctx);
         }
     }
 
     fn on_applied(&mut self, applied: Applied, ctx: &mut Context<Self>) {
-        self.apply.finished();
         let results = match applied.result {
             Ok(results) => results,
             Err(reason) => return self.mark_broken(format!("applying mutations failed: {reason}"), ctx),
@@ -190,7 +190,6 @@ impl Replica {
         let answers = applied.mutations.iter().map(|m| m.decree).zip(results).collect();
         let effects = self.core.applied(last, answers);
         self.run(effects, ctx);
-        self.kick_apply(ctx);
     }
 }
 
