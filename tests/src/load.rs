@@ -13,10 +13,18 @@ use tokio::task::JoinHandle;
 pub struct WriteLoad {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
     writers: Vec<JoinHandle<BTreeSet<u64>>>,
 }
 
-async fn writer(table: Table, id: u64, count: u64, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> BTreeSet<u64> {
+async fn writer(
+    table: Table,
+    id: u64,
+    count: u64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> BTreeSet<u64> {
     let mut mine = BTreeSet::new();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -29,6 +37,8 @@ async fn writer(table: Table, id: u64, count: u64, stop: Arc<AtomicBool>, acked:
         if ok {
             mine.insert(seq);
             acked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            failed.fetch_add(1, Ordering::Relaxed);
         }
     }
     mine
@@ -39,10 +49,24 @@ impl WriteLoad {
     pub fn start(table: Table, count: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
         let writers = (0..count)
-            .map(|id| tokio::spawn(writer(table.clone(), id, count, stop.clone(), acked.clone())))
+            .map(|id| {
+                let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
+                tokio::spawn(writer(table.clone(), id, count, stop, acked, failed))
+            })
             .collect();
-        WriteLoad { stop, acked, writers }
+        WriteLoad {
+            stop,
+            acked,
+            failed,
+            writers,
+        }
+    }
+
+    /// Writes that ended in an error (the client gave up after its retries) so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Writes acknowledged so far.

@@ -21,6 +21,23 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+/// The arguments of `migrate_node` and `downgrade_node`.
+#[derive(Args, Debug, Clone)]
+pub struct DrainArgs {
+    /// The replica server (host:port).
+    #[arg(short = 'n', long = "node")]
+    pub node: String,
+    /// Partitions moved at once.
+    #[arg(short = 'p', long = "parallel", default_value_t = 4)]
+    pub parallel: usize,
+    /// Only print what would move.
+    #[arg(long = "dry_run")]
+    pub dry_run: bool,
+    /// Give up waiting after this long.
+    #[arg(long = "timeout_seconds", default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
 /// Which processes a remote command goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TargetKind {
@@ -175,6 +192,21 @@ pub enum ShellCommand {
         /// Give up waiting after this long.
         #[arg(long = "timeout_seconds", default_value_t = 24 * 3600)]
         timeout_seconds: u64,
+    },
+    /// Move every primary off a replica server by role swap with a secondary elsewhere (no data
+    /// copied), several partitions at a time, until the node leads nothing (meta level steady).
+    #[command(name = "migrate_node")]
+    MigrateNode {
+        #[command(flatten)]
+        drain: DrainArgs,
+    },
+    /// Take a replica server out of every partition it is a secondary of (DOWNGRADE_TO_INACTIVE),
+    /// so that writes stop waiting for it before it stops (meta level steady; its primaries first
+    /// with migrate_node).
+    #[command(name = "downgrade_node")]
+    DowngradeNode {
+        #[command(flatten)]
+        drain: DrainArgs,
     },
     /// Forget replica servers that are stopped and hold no replica (no meta restart needed).
     #[command(name = "remove_node")]
@@ -333,6 +365,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "create",
     "ddd_diagnose",
     "del",
+    "downgrade_node",
     "drop",
     "exit",
     "full_scan",
@@ -345,6 +378,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "multi_get",
     "multi_set",
     "nodes",
+    "migrate_node",
     "offline_node",
     "propose",
     "quit",

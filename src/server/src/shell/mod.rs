@@ -7,6 +7,8 @@ mod admin;
 mod balance;
 mod commands;
 mod data;
+mod drain;
+mod drain_plan;
 mod escape;
 mod recover;
 mod remote;
@@ -16,7 +18,8 @@ use aerie_client::{Client, ClientOptions, Table};
 use aerie_common::NodeAddr;
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
-use commands::{Line, ShellCommand, COMMAND_NAMES};
+use commands::{DrainArgs, Line, ShellCommand, COMMAND_NAMES};
+use drain_plan::Drain;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::{Helper, Highlighter, Hinter, Validator};
@@ -89,6 +92,8 @@ impl Shell {
                 no_wait,
                 timeout_seconds,
             } => self.offline_node(&nodes, check, cancel, no_wait, Duration::from_secs(timeout_seconds)),
+            C::MigrateNode { drain } => self.drain(Drain::MigratePrimaries, &drain),
+            C::DowngradeNode { drain } => self.drain(Drain::DowngradeSecondaries, &drain),
             C::RemoveNode { nodes } => self.remove_node(&nodes),
             C::DddDiagnose { gpid, out } => self.ddd_diagnose(gpid.as_deref(), &out),
             C::Recover {
