@@ -7,7 +7,10 @@
 use aerie_common::NodeAddr;
 use aerie_proto::meta::AppState;
 use aerie_proto::replica::{QueryReplicas, ReplicaStatus};
-use aerie_tests::{assert_acked_readable, wait_fully_healthy, ProcessCluster, ProcessClusterOptions, WriteLoad};
+use aerie_tests::{
+    assert_acked_readable, assert_replicas_identical, wait_fully_healthy, wait_until, ProcessCluster,
+    ProcessClusterOptions, WriteLoad,
+};
 use std::time::Duration;
 
 async fn map(cluster: &ProcessCluster) -> AppState {
@@ -26,7 +29,7 @@ async fn roles_on(cluster: &ProcessCluster, node: NodeAddr) -> Vec<ReplicaStatus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_gives_up_its_primaries_then_its_secondaries_without_a_failed_write() {
-    let cluster = ProcessCluster::start(ProcessClusterOptions {
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions {
         replica_servers: 3,
         ..Default::default()
     });
@@ -102,13 +105,69 @@ async fn a_node_gives_up_its_primaries_then_its_secondaries_without_a_failed_wri
     load.wait_for_more("writes after downgrade_node", 200, Duration::from_secs(60))
         .await;
 
+    // Nothing left to move: both end at once.
+    let out = cluster.shell_exec(&format!("downgrade_node -n {node}"));
+    assert!(out.success && out.stdout.contains("0 partition(s) moved"), "{out:?}");
+
+    // The last step before a stop: its replicas close with memtables flushed and stay closed.
+    let out = cluster.shell_exec(&format!("remote_command -l {node} replica.kill_partition"));
+    assert!(
+        out.success && out.stdout.contains("OK, 8 replica(s) closed with memtables flushed"),
+        "{out:?}"
+    );
+    assert!(
+        roles_on(&cluster, node).await.is_empty(),
+        "a config sync does not reopen them"
+    );
+    // Even a SIGKILL now loses nothing and leaves nothing to replay.
+    let log_before = cluster.replicas[0].log_tail(usize::MAX).lines().count();
+    cluster.replicas[0].restart();
+    let replayed = wait_until(
+        "the restarted node to open its 8 replicas",
+        Duration::from_secs(60),
+        || async {
+            let log = cluster.replicas[0].log_tail(usize::MAX);
+            let opened: Vec<u64> = log
+                .lines()
+                .skip(log_before)
+                .filter(|l| l.contains("replica opened"))
+                .map(|l| field(l, "replayed"))
+                .collect();
+            if opened.len() == 8 {
+                Ok(opened)
+            } else {
+                Err(format!("{} opened", opened.len()))
+            }
+        },
+    )
+    .await;
+    eprintln!("mutations replayed per replica after kill_partition and SIGKILL: {replayed:?}");
+    assert!(replayed.iter().all(|r| *r == 0), "{replayed:?}");
+    load.wait_for_more("writes after the restart", 200, Duration::from_secs(60))
+        .await;
+
     let failed = load.failed();
     let acked = load.stop().await;
     assert_eq!(failed, 0, "writes failed during the moves");
     let table = cluster.client(Duration::from_secs(30)).table("drain").await.unwrap();
     assert_acked_readable(&table, &acked).await;
+    // The cure takes the restarted node back; its replicas end identical to the others.
+    let app = wait_fully_healthy(&admin, "drain", Duration::from_secs(120)).await;
+    assert!(app.partitions.iter().all(|c| c.is_member(node)), "{app:?}");
+    assert_replicas_identical(&admin, &app).await;
+}
 
-    // Nothing left to move: both end at once.
-    let out = cluster.shell_exec(&format!("downgrade_node -n {node}"));
-    assert!(out.success && out.stdout.contains("0 partition(s) moved"), "{out:?}");
+/// The number in `name=N` of a log line.
+fn field(line: &str, name: &str) -> u64 {
+    let start = line
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len()
+        + 1;
+    line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }

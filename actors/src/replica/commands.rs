@@ -1,6 +1,7 @@
-//! The replica server's remote commands: `replica.kill_partition` (close replicas now, flushing
-//! memtables, so a restart replays little), `flush-log`, `replica.query-progress`, and its part of
-//! `server-stat` (replicas per role, learning counts and bytes).
+//! The replica server's remote commands: `replica.kill_partition` (close replicas that no longer
+//! serve, flushing memtables, and keep them closed: the last step before a stop, so that the
+//! restart replays little), `flush-log`, `replica.query-progress`, and its part of `server-stat`
+//! (replicas per role, learning counts and bytes).
 
 use super::messages::{Close, GetInfo, SyncLog};
 use super::stub::ReplicaStub;
@@ -22,7 +23,7 @@ pub struct ReplicaCommand {
 pub const REPLICA_COMMANDS: &[(&str, &str)] = &[
     (
         "replica.kill_partition",
-        "[app_id [pidx]] close replicas now (memtables flushed); a config sync reopens those still assigned here",
+        "[app_id [pidx]] close replicas that serve no role (memtables flushed) and keep them closed until the server restarts; refused while one is a primary or secondary (migrate_node, downgrade_node first)",
     ),
     ("flush-log", "sync every mutation log to disk"),
     (
@@ -56,24 +57,43 @@ impl ReplicaStub {
             .into_iter()
             .filter(|g| app.is_none_or(|a| g.app_id == a) && pidx.is_none_or(|p| g.pidx == p))
             .collect();
-        let closes: Vec<_> = matching
+        let infos: Vec<_> = matching
             .iter()
-            .filter_map(|g| self.forget_replica(*g))
-            .map(|a| a.send(Close))
+            .filter_map(|g| self.replica_addr(*g))
+            .map(|a| a.send(GetInfo))
             .collect();
-        let count = closes.len();
-        info!(count, "replica.kill_partition: closing replicas");
+        let me = self.me();
         Ok(Box::pin(
-            async move {
-                futures::future::join_all(closes).await;
-                format!("OK, {count} replica(s) closed")
-            }
-            .into_actor(self)
-            // Replicas still assigned here reopen at once (replaying little: closing flushed them).
-            .map(|reply, act, ctx| {
-                act.sync_now(ctx);
-                reply
-            }),
+            async move { futures::future::join_all(infos).await }
+                .into_actor(self)
+                .then(move |infos, act, _| {
+                    let serving: Vec<String> = infos
+                        .into_iter()
+                        .flatten()
+                        .filter(|i| matches!(i.status, ReplicaStatus::Primary | ReplicaStatus::Secondary))
+                        .map(|i| format!("{} ({})", i.gpid, i.status))
+                        .collect();
+                    if !serving.is_empty() {
+                        let refusal = format!(
+                            "ERR: {} still serve here; move them away first (migrate_node -n {me}, then downgrade_node -n {me}); nothing closed",
+                            serving.join(", ")
+                        );
+                        return fut::ready(refusal).boxed_local();
+                    }
+                    let closes: Vec<_> = matching
+                        .iter()
+                        .filter_map(|g| act.hold_closed(*g))
+                        .map(|a| a.send(Close))
+                        .collect();
+                    let count = closes.len();
+                    info!(count, "replica.kill_partition: closing replicas until the server restarts");
+                    async move {
+                        futures::future::join_all(closes).await;
+                        format!("OK, {count} replica(s) closed with memtables flushed; they stay closed until this server restarts")
+                    }
+                    .into_actor(act)
+                    .boxed_local()
+                }),
         ))
     }
 

@@ -33,7 +33,7 @@ use aerie_proto::replica::{
     AddLearner, ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
 };
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -118,6 +118,8 @@ pub struct ReplicaStub {
     replicas: HashMap<Gpid, LocalReplica>,
     /// Replicas found on disk that could not be opened, with the reason: reported to the meta.
     failed: HashMap<Gpid, String>,
+    /// Replicas closed by `replica.kill_partition`: not opened again until the server restarts.
+    held_closed: BTreeSet<Gpid>,
     next_arbiter: usize,
     /// Whether the lease holds, as the lease keeper last said.
     lease_held: bool,
@@ -151,6 +153,7 @@ impl ReplicaStub {
             router: Router::default(),
             replicas: HashMap::new(),
             failed: HashMap::new(),
+            held_closed: BTreeSet::new(),
             next_arbiter: 0,
             lease_held: false,
             incarnation: 0,
@@ -192,6 +195,16 @@ impl ReplicaStub {
 
     pub(super) fn replica_addrs(&self) -> Vec<Addr<Replica>> {
         self.replicas.values().map(|r| r.addr.clone()).collect()
+    }
+
+    pub(super) fn replica_addr(&self, gpid: Gpid) -> Option<Addr<Replica>> {
+        self.replicas.get(&gpid).map(|r| r.addr.clone())
+    }
+
+    /// Closes a replica for good (until the server restarts): returns its actor to close.
+    pub(super) fn hold_closed(&mut self, gpid: Gpid) -> Option<Addr<Replica>> {
+        self.held_closed.insert(gpid);
+        self.forget_replica(gpid)
     }
 
     /// Stops routing to a replica and forgets it (its files stay); returns its actor to close.
@@ -248,6 +261,11 @@ impl ReplicaStub {
     ) -> LocalBoxActorFuture<Self, WireResult<Addr<Replica>>> {
         if let Some(local) = self.replicas.get(&gpid) {
             return fut::ready(Ok(local.addr.clone())).boxed_local();
+        }
+        if self.held_closed.contains(&gpid) {
+            let error =
+                format!("{gpid} was closed by replica.kill_partition; it opens again when this server restarts");
+            return fut::ready(Err(WireError::new(ErrorCode::ERR_INVALID_STATE, error))).boxed_local();
         }
         let data_dir = self.choose_data_dir(gpid.app_id);
         let dir = replica_dir(&self.params.data_dirs[data_dir], gpid);
