@@ -10,8 +10,8 @@ use aerie_common::MetaLevel;
 use aerie_common::{ErrorCode, NodeAddr, SystemClock};
 use aerie_metastore::{LeaderView, Leadership, MemoryStore, MetaStore, MetaStoreError, StoreOp, Version};
 use aerie_proto::meta::{
-    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeStatus, OfflineNodes, PartitionChange,
-    QueryConfig, QueryOfflineProgress, Recover, SetMetaLevel, UpdatePartitionConfig,
+    Beacon, CreateApp, DropApp, GetMetaLevel, ListApps, ListNodes, NodeMaintenance, NodeStatus, OfflineNodes,
+    PartitionChange, QueryConfig, QueryOfflineProgress, Recover, SetMetaLevel, UpdatePartitionConfig,
 };
 use aerie_rpc::{Inbound, Network, NetworkOptions};
 use async_trait::async_trait;
@@ -111,6 +111,7 @@ async fn start_as(
             flow_control: true,
             max_adds_per_node: 10,
         },
+        maintenance_max: Duration::from_secs(600),
         freeze: FreezeRule {
             min_live_node_count_for_unfreeze: 1,
             node_live_percentage_threshold_for_update: 0,
@@ -386,6 +387,59 @@ async fn a_new_leader_goes_on_emptying_the_nodes_being_taken_out() {
     let progress = next.send(Inbound(QueryOfflineProgress {})).await.unwrap().unwrap();
     let leaving: Vec<NodeAddr> = progress.nodes.iter().map(|n| n.node).collect();
     assert_eq!(leaving, vec![node(2)], "the leaving set came from the store");
+}
+
+async fn maintenance_of(addr: &Addr<ServerState>, n: NodeAddr) -> Option<u64> {
+    let nodes = addr.send(Inbound(ListNodes {})).await.unwrap().unwrap();
+    nodes
+        .iter()
+        .find(|i| i.address == n)
+        .and_then(|i| i.maintenance_until_secs)
+}
+
+#[actix_rt::test]
+async fn a_new_leader_honours_a_nodes_maintenance_until_it_ends() {
+    let store = flaky();
+    let (first, _network) = start(store.clone()).await;
+    let maintain = |on: bool, seconds: Option<u64>| {
+        Inbound(NodeMaintenance {
+            node: node(1),
+            on,
+            seconds,
+        })
+    };
+    let too_long = first.send(maintain(true, Some(601))).await.unwrap().unwrap_err();
+    assert!(too_long.detail.contains("maintenance_max_seconds"), "{too_long}");
+    let stranger = first
+        .send(Inbound(NodeMaintenance {
+            node: "127.0.0.9:1".parse().unwrap(),
+            on: true,
+            seconds: None,
+        }))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(stranger.detail.contains("not a replica server"), "{stranger}");
+    let until = first.send(maintain(true, None)).await.unwrap().unwrap().expect("on");
+    let now = aerie_common::clock::wall_secs_now();
+    assert!(
+        (now + 599..=now + 601).contains(&until),
+        "the longest maintenance by default"
+    );
+    assert_eq!(maintenance_of(&first, node(1)).await, Some(until));
+    assert_eq!(maintenance_of(&first, node(0)).await, None);
+
+    let (lead, leadership) = Leadership::manual(LeaderView::Unknown("joining".into()));
+    let (next, _network) = start_as(store.clone(), leadership, None).await;
+    lead.send(LeaderView::Leader).unwrap();
+    table_names(&next).await;
+    assert_eq!(maintenance_of(&next, node(1)).await, Some(until), "kept in the store");
+    assert_eq!(next.send(maintain(false, None)).await.unwrap().unwrap(), None);
+    assert_eq!(maintenance_of(&next, node(1)).await, None);
+    // A maintenance that ended counts for nothing.
+    next.send(maintain(true, Some(1))).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(maintenance_of(&next, node(1)).await, None, "ended by itself");
 }
 
 #[actix_rt::test]

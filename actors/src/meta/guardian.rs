@@ -62,6 +62,9 @@ pub struct ClusterView<'a> {
     /// Add-secondary actions in progress per receiving node.
     pub adds_per_node: &'a BTreeMap<NodeAddr, u32>,
     pub knobs: &'a CureKnobs,
+    /// Nodes in maintenance (`node_maintenance`): they receive no new replica, and a replica they
+    /// dropped waits for them (no assign delay) until they restart.
+    pub maintenance: &'a BTreeSet<NodeAddr>,
     pub now_ms: u64,
 }
 
@@ -135,6 +138,12 @@ impl ClusterView<'_> {
     }
 
     /// Whether a node that dropped out of this partition has shown it is alive since.
+    /// The node came back (a new life) after it dropped out.
+    fn restarted_since_drop(&self, node: NodeAddr) -> bool {
+        let dropped = self.dropped_at.get(&node).copied().unwrap_or(0);
+        self.alive_since.get(&node).copied().unwrap_or(0) > dropped
+    }
+
     fn back_since_drop(&self, node: NodeAddr) -> bool {
         let dropped = self.dropped_at.get(&node).copied().unwrap_or(0);
         let since = self.alive_since.get(&node).copied().unwrap_or(0);
@@ -260,12 +269,23 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
     let members: BTreeSet<NodeAddr> = config.members().collect();
     // The node that dropped out most recently is the cheapest new secondary: it has most of the data.
     let last_dropped = config.last_drops.iter().rev().find(|n| !members.contains(n)).copied();
+    let only_primary_left = config.secondaries.is_empty();
+    if let Some(dropped) = last_dropped.filter(|n| view.maintenance.contains(n)) {
+        // Its replica waits for it, however long it is down, unless the primary is alone.
+        if view.may_receive(dropped) && view.restarted_since_drop(dropped) {
+            return CureOutcome::Act(CureAction::AddSecondary(dropped));
+        }
+        if !only_primary_left {
+            return CureOutcome::wait(format!(
+                "{dropped} is in maintenance; its replica waits for it to come back"
+            ));
+        }
+    }
     if let Some(dropped) = last_dropped {
-        if view.may_receive(dropped) && view.back_since_drop(dropped) {
+        if view.may_receive(dropped) && view.back_since_drop(dropped) && !view.maintenance.contains(&dropped) {
             return CureOutcome::Act(CureAction::AddSecondary(dropped));
         }
     }
-    let only_primary_left = config.secondaries.is_empty();
     let waited = match last_dropped {
         None => true,
         Some(dropped) if view.knobs.black_list.contains(&dropped) => true,
@@ -290,7 +310,7 @@ fn add_secondary(config: &PartitionConfig, primary: NodeAddr, view: &ClusterView
         .alive
         .iter()
         .copied()
-        .filter(|n| *n != primary && !members.contains(n) && view.may_receive(*n))
+        .filter(|n| *n != primary && !members.contains(n) && view.may_receive(*n) && !view.maintenance.contains(n))
         .filter(|n| Some(*n) != last_dropped || view.back_since_drop(*n))
         .min_by_key(|n| {
             let (table, total) = view.load(*n);

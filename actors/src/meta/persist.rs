@@ -6,6 +6,7 @@
 //!  <cluster_root>/apps/<app_id>/<i>  PartitionConfig of partition i as JSON
 //!  <cluster_root>/offline            {"leaving": ["host:port", ...]}: nodes `offline_node` empties
 //!  <cluster_root>/meta_level         {"level": "lively"}: the level the operator set
+//!  <cluster_root>/maintenance        {"nodes": {"host:port": until_secs, ...}}: `node_maintenance`
 //! ```
 //!
 //! Creating a table is one transaction (root, table and every partition); every later change of a
@@ -32,6 +33,11 @@ struct OfflineData {
     leaving: Vec<NodeAddr>,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct MaintenanceData {
+    nodes: BTreeMap<NodeAddr, u64>,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct LevelData {
     level: aerie_common::MetaLevel,
@@ -46,6 +52,8 @@ pub struct LoadedState {
     pub leaving: std::collections::BTreeSet<NodeAddr>,
     /// The meta level the operator set, if one was ever set (otherwise the configured start level).
     pub level: Option<aerie_common::MetaLevel>,
+    /// Nodes in maintenance, with the wall-clock second it ends.
+    pub maintenance: BTreeMap<NodeAddr, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +101,19 @@ impl StoreLayout {
 
     fn level(&self) -> String {
         format!("{}/meta_level", self.root)
+    }
+
+    fn maintenance(&self) -> String {
+        format!("{}/maintenance", self.root)
+    }
+
+    /// Records the nodes in maintenance and when each one's ends (the node exists once loaded).
+    pub fn set_maintenance_op(&self, nodes: &BTreeMap<NodeAddr, u64>) -> StoreOp {
+        StoreOp::Set {
+            path: self.maintenance(),
+            data: to_json(&MaintenanceData { nodes: nodes.clone() }),
+            expected: None,
+        }
     }
 
     /// Records the meta level the operator set (the node exists once the state was loaded).
@@ -169,11 +190,17 @@ impl StoreLayout {
             Some((bytes, _)) if !bytes.is_empty() => Some(from_json::<LevelData>(&self.level(), &bytes)?.level),
             _ => None,
         };
+        store.ensure_path(&self.maintenance()).await?;
+        let maintenance = match store.get(&self.maintenance()).await? {
+            Some((bytes, _)) if !bytes.is_empty() => from_json::<MaintenanceData>(&self.maintenance(), &bytes)?.nodes,
+            _ => BTreeMap::new(),
+        };
         let mut state = LoadedState {
             apps: BTreeMap::new(),
             next_app_id: root_data.next_app_id.max(1),
             leaving: leaving.into_iter().collect(),
             level,
+            maintenance,
         };
         for child in store.children(&self.apps()).await? {
             let app_path = format!("{}/{child}", self.apps());
@@ -244,7 +271,16 @@ mod tests {
             .await
             .unwrap();
 
+        let maintenance: BTreeMap<NodeAddr, u64> = [(NodeAddr("127.0.0.1:34802".parse().unwrap()), 1_900_000_000)]
+            .into_iter()
+            .collect();
+        store
+            .transaction(vec![layout.set_maintenance_op(&maintenance)])
+            .await
+            .unwrap();
+
         let loaded = layout.load(&store).await.unwrap();
+        assert_eq!(loaded.maintenance, maintenance, "a new leader honours maintenance");
         assert_eq!(loaded.leaving, leaving);
         assert_eq!(loaded.level, Some(aerie_common::MetaLevel::Lively));
         assert_eq!(loaded.next_app_id, 2);

@@ -69,6 +69,9 @@ pub struct MetaServerConfig {
     pub hold_seconds_for_dropped_app: u64,
     pub max_partition_count: u32,
     pub create_wait_ready_ms: u64,
+    /// The longest a replica server stays in maintenance (`node_maintenance`); normal cure
+    /// applies after it.
+    pub maintenance_max_seconds: u64,
 }
 
 impl Default for MetaServerConfig {
@@ -91,6 +94,7 @@ impl Default for MetaServerConfig {
             hold_seconds_for_dropped_app: 604_800,
             max_partition_count: 4096,
             create_wait_ready_ms: 10_000,
+            maintenance_max_seconds: 3_600,
         }
     }
 }
@@ -385,6 +389,9 @@ impl AerieConfig {
         }
         if meta.lb_interval_ms < 100 {
             return Err(invalid("meta_server.lb_interval_ms", "use at least 100 ms"));
+        }
+        if meta.maintenance_max_seconds == 0 {
+            return Err(invalid("meta_server.maintenance_max_seconds", "must be at least 1"));
         }
         if repl.prepare_timeout_ms == 0 {
             return Err(invalid("replication.prepare_timeout_ms", "must be at least 1"));

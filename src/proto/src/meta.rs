@@ -156,6 +156,19 @@ pub struct NodeInfo {
     pub status: NodeStatus,
     pub primary_count: u32,
     pub secondary_count: u32,
+    /// In maintenance until this wall-clock time (seconds since the epoch), if it is.
+    #[serde(default)]
+    pub maintenance_until_secs: Option<u64>,
+}
+
+/// Puts a replica server in maintenance (`on`), for `seconds` (at most, and by default,
+/// `meta_server.maintenance_max_seconds`), or takes it out. While on, no new replica goes to it, and
+/// its replicas wait for it however long it is down instead of being copied elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeMaintenance {
+    pub node: NodeAddr,
+    pub on: bool,
+    pub seconds: Option<u64>,
 }
 
 /// Liveness beacon from a replica server.
@@ -570,6 +583,7 @@ crate::rpc! { "meta";
     QueryOfflineProgress => WireResult<OfflineProgress>,
     RemoveNode => WireResult<()>,
     Recover => WireResult<RecoverReport>,
+    NodeMaintenance => WireResult<Option<u64>>,
 }
 
 #[cfg(test)]

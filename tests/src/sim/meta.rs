@@ -200,6 +200,7 @@ impl Sim {
         }
         let empty_drops = BTreeMap::new();
         let empty_reports = BTreeMap::new();
+        let no_maintenance = BTreeSet::new();
         let mut actions = Vec::new();
         for partition in self.meta.partitions.values() {
             let view = ClusterView {
@@ -213,6 +214,7 @@ impl Sim {
                 adding: self.meta.adding.get(&partition.gpid).map(|(n, _, _)| *n),
                 adds_per_node: &adds_per_node,
                 knobs: &self.meta.knobs,
+                maintenance: &no_maintenance,
                 now_ms: now,
             };
             if let CureOutcome::Act(action) = cure(partition, &view) {

@@ -28,6 +28,7 @@ struct World {
     adding: Option<NodeAddr>,
     adds_per_node: BTreeMap<NodeAddr, u32>,
     knobs: CureKnobs,
+    maintenance: BTreeSet<NodeAddr>,
     now_ms: u64,
 }
 
@@ -48,6 +49,7 @@ impl World {
                 flow_control: true,
                 max_adds_per_node: 10,
             },
+            maintenance: BTreeSet::new(),
             now_ms: 1_000_000,
         }
     }
@@ -66,6 +68,7 @@ impl World {
                 adding: self.adding,
                 adds_per_node: &self.adds_per_node,
                 knobs: &self.knobs,
+                maintenance: &self.maintenance,
                 now_ms: self.now_ms,
             },
         )
@@ -392,4 +395,48 @@ fn last_drops_stay_bounded() {
         partition = apply_action(&partition, CureAction::RemoveSecondary(node(i))).unwrap();
     }
     assert_eq!(partition.last_drops, vec![node(5), node(6), node(7)]);
+}
+
+#[test]
+fn a_replica_dropped_by_a_node_in_maintenance_waits_for_it_past_the_delay() {
+    let mut world = World::new(&[1, 2, 4]);
+    world.knobs.assign_delay_ms = 0;
+    world.maintenance.insert(node(3));
+    let mut partition = config(Some(1), &[2]);
+    partition.last_drops = vec![node(3)];
+    world.alive_since.insert(node(3), world.now_ms - 950_000);
+    world.dropped_at.insert(node(3), world.now_ms - 900_000);
+    // Down (or not restarted yet): nothing is copied to node 4, however long ago it dropped.
+    assert!(waits(&world.cure(&partition), "in maintenance"));
+    world.alive.insert(node(3));
+    assert!(
+        waits(&world.cure(&partition), "in maintenance"),
+        "alive but not restarted since it dropped (between downgrade_node and the restart)"
+    );
+    // Restarted: it takes its replica back.
+    world.alive_since.insert(node(3), world.now_ms - 1_000);
+    assert_eq!(world.cure(&partition), act(CureAction::AddSecondary(node(3))));
+}
+
+#[test]
+fn a_node_in_maintenance_receives_no_new_replica() {
+    let mut world = World::new(&[1, 2, 3, 4]);
+    world.knobs.assign_delay_ms = 0;
+    world.maintenance.insert(node(3));
+    let mut partition = config(Some(1), &[2]);
+    partition.last_drops = vec![node(5)];
+    world.dropped_at.insert(node(5), 0);
+    assert_eq!(world.cure(&partition), act(CureAction::AddSecondary(node(4))));
+    world.alive.remove(&node(4));
+    assert!(waits(&world.cure(&partition), "no node can take another secondary"));
+}
+
+#[test]
+fn a_primary_left_alone_does_not_wait_for_a_node_in_maintenance() {
+    let mut world = World::new(&[1, 4]);
+    world.maintenance.insert(node(3));
+    let mut partition = config(Some(1), &[]);
+    partition.last_drops = vec![node(2), node(3)];
+    world.dropped_at.insert(node(3), world.now_ms);
+    assert_eq!(world.cure(&partition), act(CureAction::AddSecondary(node(4))));
 }

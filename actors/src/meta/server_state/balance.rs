@@ -132,7 +132,8 @@ impl ServerState {
                 .collect(),
             nodes,
             leaving: self.leaving.clone(),
-            black_list: self.knobs.black_list.clone(),
+            // A node in maintenance receives nothing new, as if black-listed.
+            black_list: self.knobs.black_list.union(&self.maintenance_now()).copied().collect(),
             locked,
             in_progress: self.moves.values().map(|m| m.the_move).collect(),
             options: self.balance_options,

@@ -72,6 +72,7 @@ impl ServerState {
                 && now.saturating_sub(adding.started_ms) < ADD_SECONDARY_TIMEOUT_MS
         });
         let alive: BTreeSet<NodeAddr> = self.alive_nodes().collect();
+        let maintenance = self.maintenance_now();
         let total_load = self.loads(None);
         let mut adds_per_node: BTreeMap<NodeAddr, u32> = BTreeMap::new();
         for adding in self.adding.values() {
@@ -106,6 +107,7 @@ impl ServerState {
                     adding: self.adding.get(&partition.gpid).map(|a| a.node),
                     adds_per_node: &adds_per_node,
                     knobs: &self.knobs,
+                    maintenance: &maintenance,
                     now_ms: now,
                 };
                 match cure(partition, &view) {

@@ -20,6 +20,7 @@
 mod balance;
 mod commands;
 mod cure;
+mod maintenance;
 mod nodes;
 mod offline;
 mod operator;
@@ -74,6 +75,8 @@ pub struct MetaParams {
     /// How often the cure looks at every partition (it also runs right after every change).
     pub cure_interval: Duration,
     pub knobs: CureKnobs,
+    /// The longest maintenance of a node (`meta_server.maintenance_max_seconds`).
+    pub maintenance_max: Duration,
     pub freeze: FreezeRule,
     /// Set while the state is loaded and the meta serves (read by `/health`).
     pub ready: Arc<AtomicBool>,
@@ -131,6 +134,8 @@ pub struct ServerState {
     moves: BTreeMap<Gpid, balance::MoveInProgress>,
     /// Nodes being emptied by `offline_node`.
     leaving: BTreeSet<NodeAddr>,
+    /// Nodes in maintenance, with the wall-clock second it ends (see `maintenance.rs`).
+    maintenance: BTreeMap<NodeAddr, u64>,
     /// Nodes that reported their replicas to this meta since it loaded its state.
     synced_nodes: BTreeSet<NodeAddr>,
     /// Partition sizes as their replicas last reported them.
@@ -209,6 +214,7 @@ impl ServerState {
             balance_options: BalanceOptions::default(),
             moves: BTreeMap::new(),
             leaving: BTreeSet::new(),
+            maintenance: BTreeMap::new(),
             synced_nodes: BTreeSet::new(),
             data_bytes: BTreeMap::new(),
             balance_operation_count: -1,
@@ -249,6 +255,7 @@ impl ServerState {
         gate.serve::<CancelOffline, _, _>(&mut endpoint, addr.clone());
         gate.serve::<QueryOfflineProgress, _, _>(&mut endpoint, addr.clone());
         gate.serve::<RemoveNode, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<NodeMaintenance, _, _>(&mut endpoint, addr.clone());
         gate.serve::<ConfigSync, _, _>(&mut endpoint, addr.clone());
         gate.serve::<UpdatePartitionConfig, _, _>(&mut endpoint, addr.clone());
         gate.serve::<QueryPartition, _, _>(&mut endpoint, addr.clone());
@@ -276,11 +283,14 @@ impl ServerState {
         // A drain under way goes on: the nodes stay leaving and black-listed.
         self.knobs.black_list.extend(loaded.leaving.iter().copied());
         self.leaving = loaded.leaving;
-        // Nodes the map names are alive until the failure detector says otherwise (one grace period).
-        let named: Vec<NodeAddr> = self
+        self.maintenance = loaded.maintenance;
+        // Nodes the map names (and nodes in maintenance, which may hold no replica while they are
+        // down) are alive until the failure detector says otherwise (one grace period).
+        let mut named: Vec<NodeAddr> = self
             .available_apps()
             .flat_map(|a| a.partitions.iter().flat_map(|p| p.members().collect::<Vec<_>>()))
             .collect();
+        named.extend(self.maintenance.keys().copied());
         let now = self.params.clock.now_ms();
         for node in &named {
             self.nodes.entry(*node).or_insert(true);
@@ -625,6 +635,7 @@ impl Handler<LeadershipChanged> for ServerState {
                     self.dropped_at.clear();
                     self.alive_since.clear();
                     self.leaving.clear();
+                    self.maintenance.clear();
                     self.data_bytes.clear();
                     self.balance_operation_count = -1;
                     self.failure_detector.do_send(ResetDetector);

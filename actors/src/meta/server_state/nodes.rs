@@ -153,6 +153,7 @@ impl Handler<Inbound<ListNodes>> for ServerState {
                     status: if *alive { NodeStatus::Alive } else { NodeStatus::Unalive },
                     primary_count: load.primaries,
                     secondary_count: load.replicas - load.primaries,
+                    maintenance_until_secs: self.maintenance_until(*address),
                 }
             })
             .collect())

@@ -134,6 +134,7 @@ impl ServerState {
             adding: None,
             adds_per_node: &BTreeMap::new(),
             knobs: &self.knobs,
+            maintenance: &self.maintenance_now(),
             now_ms: self.params.clock.now_ms(),
         };
         let (state, decided) = match cure(config, &view) {

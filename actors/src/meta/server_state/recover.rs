@@ -155,6 +155,7 @@ impl ServerState {
                 apps: recovered.apps,
                 next_app_id: recovered.next_app_id,
                 leaving: Default::default(),
+                maintenance: Default::default(),
             });
             act.schedule_cure(ctx);
             pushes

@@ -58,12 +58,20 @@ impl Handler<Inbound<CreateApp>> for ServerState {
             .and_then(|_| self.validate_create(&req))
             .and_then(|_| {
                 let loads = self.loads(None);
+                // A node in maintenance receives no new replica.
+                let maintenance = self.maintenance_now();
                 let alive = self
                     .alive_nodes()
+                    .filter(|n| !maintenance.contains(n))
                     .map(|n| (n, loads.get(&n).copied().unwrap_or_default()))
                     .collect();
-                place_table(&alive, req.partition_count, req.replica_count)
-                    .map_err(|e| err(ErrorCode::ERR_NOT_ENOUGH_MEMBER, e.to_string()))
+                place_table(&alive, req.partition_count, req.replica_count).map_err(|e| {
+                    let note = match maintenance.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} node(s) in maintenance take none)"),
+                    };
+                    err(ErrorCode::ERR_NOT_ENOUGH_MEMBER, format!("{e}{note}"))
+                })
             });
         let placements = match planned {
             Ok(placements) => placements,

@@ -212,6 +212,7 @@ pub async fn start_meta(
             flow_control: meta.add_secondary_enable_flow_control,
             max_adds_per_node: meta.add_secondary_max_count_for_one_node,
         },
+        maintenance_max: Duration::from_secs(meta.maintenance_max_seconds),
         freeze: FreezeRule {
             min_live_node_count_for_unfreeze: meta.min_live_node_count_for_unfreeze,
             node_live_percentage_threshold_for_update: meta.node_live_percentage_threshold_for_update,

@@ -5,7 +5,7 @@ use super::report::Report;
 use super::Shell;
 use aerie_common::time_fmt::format_unix_secs;
 use aerie_common::{MetaLevel, NodeAddr};
-use aerie_proto::meta::{AppState, HealthCounts, NodeStatus, Propose};
+use aerie_proto::meta::{AppState, HealthCounts, NodeMaintenance, NodeStatus, Propose};
 use std::collections::BTreeMap;
 
 /// Renders a report to the screen or, with `-o`, to a file.
@@ -197,6 +197,18 @@ impl Shell {
         emit(&report, out)
     }
 
+    pub(super) fn node_maintenance(&mut self, node: &str, on: bool, seconds: Option<u64>) -> Result<String, String> {
+        let node: NodeAddr = node.parse().map_err(|e: aerie_common::ParseIdError| e.to_string())?;
+        let until = self.block(self.client.meta(NodeMaintenance { node, on, seconds }))?;
+        Ok(match until {
+            Some(until) => format!(
+                "{node} is in maintenance for the next {}: no new replica goes to it, and its replicas wait for it while it is down (node_maintenance -n {node} --off ends it)\n",
+                duration(until.saturating_sub(aerie_common::clock::wall_secs_now()))
+            ),
+            None => format!("{node} is out of maintenance; the normal cure applies to its replicas\n"),
+        })
+    }
+
     pub(super) fn nodes(
         &mut self,
         detailed: bool,
@@ -220,12 +232,20 @@ impl Shell {
                         (n.primary_count + n.secondary_count).to_string(),
                         n.primary_count.to_string(),
                         n.secondary_count.to_string(),
+                        maintenance_left(n.maintenance_until_secs),
                     ]
                 })
                 .collect();
             report.table(
                 "details",
-                &["address", "status", "replica_count", "primary_count", "secondary_count"],
+                &[
+                    "address",
+                    "status",
+                    "replica_count",
+                    "primary_count",
+                    "secondary_count",
+                    "maintenance",
+                ],
                 rows,
             );
         } else {
@@ -367,4 +387,19 @@ impl Shell {
             .pairs("summary", vec![("ddd_partition_count", partitions.len().to_string())]);
         emit(&report, out)
     }
+}
+
+/// "-" or the time a maintenance has left ("12m 5s left").
+fn maintenance_left(until_secs: Option<u64>) -> String {
+    let Some(until) = until_secs else {
+        return "-".to_string();
+    };
+    format!(
+        "{} left",
+        duration(until.saturating_sub(aerie_common::clock::wall_secs_now()))
+    )
+}
+
+fn duration(secs: u64) -> String {
+    format!("{}m {}s", secs / 60, secs % 60)
 }

@@ -193,6 +193,20 @@ pub enum ShellCommand {
         #[arg(long = "timeout_seconds", default_value_t = 24 * 3600)]
         timeout_seconds: u64,
     },
+    /// Put a replica server in maintenance (no new replicas go to it; its replicas wait for it
+    /// while it is down instead of being copied elsewhere) or take it out; it ends by itself after
+    /// `--seconds` (at most meta_server.maintenance_max_seconds, the default).
+    #[command(name = "node_maintenance")]
+    NodeMaintenance {
+        #[arg(short = 'n', long = "node")]
+        node: String,
+        #[arg(long = "on", conflicts_with = "off", required_unless_present = "off")]
+        on: bool,
+        #[arg(long = "off")]
+        off: bool,
+        #[arg(long = "seconds", conflicts_with = "off")]
+        seconds: Option<u64>,
+    },
     /// Move every primary off a replica server by role swap with a secondary elsewhere (no data
     /// copied), several partitions at a time, until the node leads nothing (meta level steady).
     #[command(name = "migrate_node")]
@@ -377,6 +391,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "multi_del",
     "multi_get",
     "multi_set",
+    "node_maintenance",
     "nodes",
     "migrate_node",
     "offline_node",

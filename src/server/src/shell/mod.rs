@@ -92,6 +92,7 @@ impl Shell {
                 no_wait,
                 timeout_seconds,
             } => self.offline_node(&nodes, check, cancel, no_wait, Duration::from_secs(timeout_seconds)),
+            C::NodeMaintenance { node, on, seconds, .. } => self.node_maintenance(&node, on, seconds),
             C::MigrateNode { drain } => self.drain(Drain::MigratePrimaries, &drain),
             C::DowngradeNode { drain } => self.drain(Drain::DowngradeSecondaries, &drain),
             C::RemoveNode { nodes } => self.remove_node(&nodes),
