@@ -22,6 +22,8 @@ pub struct ProcessClusterOptions {
     /// 127.0.0.(11+i)) and bind its outgoing connections to it, so that a [`crate::Firewall`] can
     /// cut the links between two processes.
     pub own_addresses: bool,
+    /// Extra environment variables for every process.
+    pub env: Vec<(String, String)>,
 }
 
 /// Failure detection shortened for tests, each setting as `section.key=value`: beacons every second,
@@ -57,6 +59,7 @@ impl Default for ProcessClusterOptions {
             meta_config: None,
             settings: Vec::new(),
             own_addresses: false,
+            env: Vec::new(),
         }
     }
 }
@@ -79,6 +82,7 @@ pub struct ProcessCluster {
     pub replicas: Vec<AerieProcess>,
     /// Settings every process gets.
     common: Vec<String>,
+    env: Vec<(String, String)>,
     own_addresses: bool,
 }
 
@@ -136,7 +140,7 @@ impl ProcessCluster {
                         addr.socket_addr().ip()
                     )]));
                 }
-                AerieProcess::start(&name, args, dir.path().join(format!("{name}.log")))
+                AerieProcess::start_with_env(&name, args, dir.path().join(format!("{name}.log")), options.env.clone())
             })
             .collect();
 
@@ -149,6 +153,7 @@ impl ProcessCluster {
             replicas: Vec::new(),
             common,
             own_addresses: own,
+            env: options.env.clone(),
         };
         for _ in 0..options.replica_servers {
             cluster.add_replica(1);
@@ -188,10 +193,11 @@ impl ProcessCluster {
                 addr.socket_addr().ip()
             )]));
         }
-        self.replicas.push(AerieProcess::start(
+        self.replicas.push(AerieProcess::start_with_env(
             &format!("replica{i}"),
             args,
             self.dir.path().join(format!("replica{i}.log")),
+            self.env.clone(),
         ));
         self.replica_addrs.push(addr);
         addr

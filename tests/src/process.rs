@@ -34,6 +34,8 @@ pub fn free_port() -> u16 {
 pub struct AerieProcess {
     pub name: String,
     args: Vec<String>,
+    /// Extra environment variables.
+    env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
@@ -41,9 +43,15 @@ pub struct AerieProcess {
 
 impl AerieProcess {
     pub fn start(name: &str, args: Vec<String>, log: PathBuf) -> Self {
+        Self::start_with_env(name, args, log, Vec::new())
+    }
+
+    /// Starts it with `env` added to the environment.
+    pub fn start_with_env(name: &str, args: Vec<String>, log: PathBuf, env: Vec<(String, String)>) -> Self {
         let mut process = AerieProcess {
             name: name.to_string(),
             args,
+            env,
             log,
             child: None,
             paused: false,
@@ -62,6 +70,7 @@ impl AerieProcess {
         let child = Command::new(aerie_bin())
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -52,6 +52,11 @@ fn every_unit_verifies_cleanly_and_is_sandboxed() {
             text.contains("/usr/local/bin/aerie"),
             "{template} runs /usr/local/bin/aerie"
         );
+        // The server says when it serves (t52 checks it does); restart returns then.
+        assert!(
+            text.contains("Type=notify\nNotifyAccess=main"),
+            "{template} is Type=notify"
+        );
         let text = text.replace("/usr/local/bin/aerie", &bin.display().to_string());
         std::fs::write(dir.path().join(instance), &text).unwrap();
         if template != instance {

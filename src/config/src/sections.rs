@@ -141,6 +141,9 @@ pub struct ReplicationConfig {
     pub rocksdb_block_cache_mb: u64,
     pub rocksdb_write_buffer_mb: u64,
     pub rocksdb_memtable_budget_mb: u64,
+    /// Files one replica's RocksDB keeps open at most; the process's open-file limit (systemd
+    /// `LimitNOFILE`) must cover it times the replicas a server holds, plus sockets and logs.
+    pub rocksdb_max_open_files: u32,
     pub learn_cache_mutations: u64,
     pub learn_rate_limit_mb: u64,
 }
@@ -168,6 +171,7 @@ impl Default for ReplicationConfig {
             rocksdb_block_cache_mb: 256,
             rocksdb_write_buffer_mb: 16,
             rocksdb_memtable_budget_mb: 512,
+            rocksdb_max_open_files: 256,
             learn_cache_mutations: 10_000,
             learn_rate_limit_mb: 100,
         }
@@ -389,6 +393,9 @@ impl AerieConfig {
         }
         if meta.lb_interval_ms < 100 {
             return Err(invalid("meta_server.lb_interval_ms", "use at least 100 ms"));
+        }
+        if !(16..=1_000_000).contains(&repl.rocksdb_max_open_files) {
+            return Err(invalid("replication.rocksdb_max_open_files", "use 16 to 1000000"));
         }
         if meta.maintenance_max_seconds == 0 {
             return Err(invalid("meta_server.maintenance_max_seconds", "must be at least 1"));

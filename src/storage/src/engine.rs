@@ -34,7 +34,13 @@ pub struct EngineOptions {
     pub block_cache: Cache,
     pub write_buffer_manager: WriteBufferManager,
     pub write_buffer_bytes: usize,
+    /// The most files one replica's RocksDB keeps open (what the process's open-file limit must
+    /// cover, times the replicas it holds).
+    pub max_open_files: i32,
 }
+
+/// RocksDB's open files per replica unless configured (`replication.rocksdb_max_open_files`).
+pub const DEFAULT_MAX_OPEN_FILES: i32 = 256;
 
 impl EngineOptions {
     pub fn new(block_cache_bytes: usize, memtable_budget_bytes: usize, write_buffer_bytes: usize) -> Self {
@@ -42,7 +48,13 @@ impl EngineOptions {
             block_cache: Cache::new_lru_cache(block_cache_bytes),
             write_buffer_manager: WriteBufferManager::new_write_buffer_manager(memtable_budget_bytes, false),
             write_buffer_bytes,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
+    }
+
+    pub fn with_max_open_files(mut self, max_open_files: i32) -> Self {
+        self.max_open_files = max_open_files;
+        self
     }
 }
 
@@ -115,6 +127,7 @@ impl Engine {
         opts.set_write_buffer_size(options.write_buffer_bytes);
         opts.set_write_buffer_manager(&options.write_buffer_manager);
         opts.set_keep_log_file_num(2);
+        opts.set_max_open_files(options.max_open_files);
         opts.set_max_log_file_size(8 * 1024 * 1024);
         opts.set_compaction_filter("aerie_ttl", |_level: u32, key: &[u8], value: &[u8]| {
             if key.starts_with(&META_PREFIX) {

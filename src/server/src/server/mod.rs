@@ -2,6 +2,7 @@
 //! on SIGTERM or SIGINT shut them down cleanly (replicas close: logs synced, memtables flushed).
 
 mod lock;
+pub mod notify;
 pub mod plan;
 mod roles;
 
@@ -79,8 +80,17 @@ async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) ->
         false => None,
     };
     info!(roles = ?plan.roles, "aerie started");
+    let checks = meta
+        .iter()
+        .map(|m| m.health.clone())
+        .chain(replicas.iter().map(|r| r.health.clone()))
+        .chain(collector.iter().map(|(_, health)| health.clone()))
+        .collect();
+    let ready = actix_rt::spawn(notify::announce_when_ready(checks));
 
     wait_for_stop_signal().await?;
+    ready.abort();
+    notify::announce_stopping();
     info!("stopping: closing replicas, syncing logs, flushing memtables");
     futures::future::join_all(replicas.iter().map(|r| r.shutdown(SHUTDOWN_TIMEOUT))).await;
     if let Some(meta) = &meta {

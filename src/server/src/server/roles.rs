@@ -123,6 +123,8 @@ pub fn add_admin(endpoint: &mut Endpoint, info: &ProcessInfo, commands: CommandR
 
 pub struct MetaRole {
     _server: ServerHandle,
+    /// What `/health` answers (readiness for systemd too).
+    pub health: HealthCheck,
     _lock: Option<DirLock>,
     /// Keeps the ZooKeeper session (and with it the election node) alive.
     session: Option<ZkSession>,
@@ -237,11 +239,12 @@ pub async fn start_meta(
         LeaderView::Unknown(why) => (false, format!("meta: no known leader ({why})")),
     });
     let server = network
-        .serve(endpoint, health)
+        .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (meta_server.address)"))?;
     tracing::info!(address = %me, store = %meta.meta_store_name(), "meta server started");
     Ok(MetaRole {
         _server: server,
+        health,
         _lock: lock,
         session,
     })
@@ -273,7 +276,8 @@ impl ReplicaShared {
                 (repl.rocksdb_block_cache_mb * MB) as usize,
                 (repl.rocksdb_memtable_budget_mb * MB) as usize,
                 (repl.rocksdb_write_buffer_mb * MB) as usize,
-            ),
+            )
+            .with_max_open_files(repl.rocksdb_max_open_files as i32),
             arbiters,
         }
     }
@@ -282,6 +286,7 @@ impl ReplicaShared {
 pub struct ReplicaRole {
     pub stub: Addr<ReplicaStub>,
     pub server: ServerHandle,
+    pub health: HealthCheck,
     _locks: Vec<DirLock>,
 }
 
@@ -380,17 +385,22 @@ pub fn start_replica(
         }
     });
     let server = network
-        .serve(endpoint, health)
+        .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (replication.address)"))?;
     tracing::info!(address = %me, "replica server started");
     Ok(ReplicaRole {
         stub,
         server,
+        health,
         _locks: locks,
     })
 }
 
-pub fn start_collector(config: &AerieConfig, network: &Network, info: &ProcessInfo) -> Result<ServerHandle> {
+pub fn start_collector(
+    config: &AerieConfig,
+    network: &Network,
+    info: &ProcessInfo,
+) -> Result<(ServerHandle, HealthCheck)> {
     let me: NodeAddr = config.collector.address.parse().expect("validated");
     let mut endpoint = Endpoint::new(me);
     add_admin(
@@ -405,8 +415,8 @@ pub fn start_collector(config: &AerieConfig, network: &Network, info: &ProcessIn
         )
     });
     let server = network
-        .serve(endpoint, health)
+        .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (collector.address)"))?;
     tracing::info!(address = %me, "collector started");
-    Ok(server)
+    Ok((server, health))
 }
