@@ -46,7 +46,7 @@ async fn an_operator_session() {
             .find(|l| l.starts_with(&addr.to_string()))
             .expect("node row");
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells[1..], ["ALIVE", "4", cells[3], cells[4]], "{row}");
+        assert_eq!(cells[1..], ["ALIVE", "4", cells[3], cells[4], "-"], "{row}");
     }
     assert_lines(
         &nodes.stdout,
