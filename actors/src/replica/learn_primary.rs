@@ -18,7 +18,6 @@ use aerie_proto::learn::{
 use aerie_proto::meta::{PartitionChange, UpdatePartitionConfig};
 use aerie_proto::replica::{AddLearner, Mutation};
 use aerie_rpc::Inbound;
-use aerie_storage::op_size;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +62,7 @@ impl Replica {
             if bytes >= max_bytes && !out.is_empty() {
                 break;
             }
-            bytes += mutation.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() + 64;
+            bytes += mutation.ops.iter().map(|o| o.op.payload_bytes()).sum::<usize>() + 64;
             out.push((**mutation).clone());
         }
         out

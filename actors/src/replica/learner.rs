@@ -19,7 +19,7 @@ use aerie_proto::learn::{
 use aerie_proto::meta::AppInfo;
 use aerie_proto::replica::{Mutation, ReplicaStatus};
 use aerie_rpc::{Network, RpcError};
-use aerie_storage::{op_size, Engine, EngineOptions};
+use aerie_storage::{Engine, EngineOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ impl Message for BeginLearning {
 fn bytes_of(mutations: &[Mutation]) -> u64 {
     mutations
         .iter()
-        .map(|m| m.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() as u64 + 64)
+        .map(|m| m.ops.iter().map(|o| o.op.payload_bytes()).sum::<usize>() as u64 + 64)
         .sum()
 }
 

@@ -60,7 +60,8 @@ impl WriteOp {
         }
     }
 
-    /// The bytes of keys and values the operation carries (what batching bounds).
+    /// Roughly the bytes of keys and values the operation carries (what batching and learning
+    /// bound).
     pub fn payload_bytes(&self) -> usize {
         match self {
             WriteOp::Put {
@@ -72,9 +73,8 @@ impl WriteOp {
             WriteOp::MultiPut { hash_key, kvs, .. } => {
                 hash_key.len() + kvs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             }
-            WriteOp::Remove { hash_key, sort_key } | WriteOp::Incr { hash_key, sort_key, .. } => {
-                hash_key.len() + sort_key.len()
-            }
+            WriteOp::Remove { hash_key, sort_key } => hash_key.len() + sort_key.len(),
+            WriteOp::Incr { hash_key, sort_key, .. } => hash_key.len() + sort_key.len() + 8,
             WriteOp::MultiRemove { hash_key, sort_keys } => {
                 hash_key.len() + sort_keys.iter().map(Vec::len).sum::<usize>()
             }

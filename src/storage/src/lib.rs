@@ -23,9 +23,7 @@ pub mod shared_log;
 
 pub use engine::{Engine, EngineOptions, ReplicaChecksum};
 pub use error::StorageError;
-pub use log::{
-    encode_payload, op_size, EncodedRecord, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog,
-};
+pub use log::{encode_payload, EncodedRecord, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};
 pub use log_gc::collect_log_garbage;
 pub use session::{Admission, SessionTable};
 pub use shared_log::{ReplayedSharedLog, SharedItem, SharedLog};

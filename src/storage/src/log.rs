@@ -441,33 +441,11 @@ fn contiguous_batch(
         if *decree != expected || (batch.bytes >= max_bytes && batch.count > 0) {
             break;
         }
-        batch.bytes += mutation.ops.iter().map(|o| op_size(&o.op)).sum::<usize>() + 64;
+        batch.bytes += mutation.ops.iter().map(|o| o.op.payload_bytes()).sum::<usize>() + 64;
         batch.count += 1;
         batch.last = *decree;
     }
     batch
-}
-
-/// Roughly how many bytes an operation carries, for batching.
-pub fn op_size(op: &aerie_proto::data::WriteOp) -> usize {
-    use aerie_proto::data::WriteOp;
-    match op {
-        WriteOp::Put {
-            hash_key,
-            sort_key,
-            value,
-            ..
-        } => hash_key.len() + sort_key.len() + value.len(),
-        WriteOp::MultiPut { hash_key, kvs, .. } => {
-            hash_key.len() + kvs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        }
-        WriteOp::Remove { hash_key, sort_key } => hash_key.len() + sort_key.len(),
-        WriteOp::MultiRemove { hash_key, sort_keys } => hash_key.len() + sort_keys.iter().map(Vec::len).sum::<usize>(),
-        WriteOp::Incr { hash_key, sort_key, .. } => hash_key.len() + sort_key.len() + 8,
-        WriteOp::CheckAndSet(cas) => {
-            cas.hash_key.len() + cas.check_sort_key.len() + cas.set_sort_key.len() + cas.set_value.len()
-        }
-    }
 }
 
 #[cfg(test)]
