@@ -15,32 +15,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::info;
 
 impl ServerState {
-    /// The nodes whose maintenance has not ended yet.
-    pub(super) fn maintenance_now(&self) -> BTreeSet<NodeAddr> {
+    /// The maintenances that have not ended yet: (node, when it ends).
+    fn active_maintenance(&self) -> impl Iterator<Item = (NodeAddr, u64)> + '_ {
         let now = self.params.clock.wall_secs();
         self.maintenance
             .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(node, _)| *node)
-            .collect()
+            .filter(move |(_, until)| **until > now)
+            .map(|(node, until)| (*node, *until))
+    }
+
+    /// The nodes in maintenance now.
+    pub(super) fn maintenance_now(&self) -> BTreeSet<NodeAddr> {
+        self.active_maintenance().map(|(node, _)| node).collect()
     }
 
     /// When `node`'s maintenance ends, if it is in maintenance.
     pub(super) fn maintenance_until(&self, node: NodeAddr) -> Option<u64> {
-        let now = self.params.clock.wall_secs();
-        self.maintenance.get(&node).copied().filter(|until| *until > now)
+        self.active_maintenance()
+            .find(|(n, _)| *n == node)
+            .map(|(_, until)| until)
     }
 
     /// The maintenance set after `req`, without entries that ended: the new map and the answer.
     fn next_maintenance(&self, req: &NodeMaintenance) -> WireResult<(BTreeMap<NodeAddr, u64>, Option<u64>)> {
         let now = self.params.clock.wall_secs();
         let max = self.params.maintenance_max.as_secs();
-        let mut next: BTreeMap<NodeAddr, u64> = self
-            .maintenance
-            .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(n, u)| (*n, *u))
-            .collect();
+        let mut next: BTreeMap<NodeAddr, u64> = self.active_maintenance().collect();
         if !req.on {
             next.remove(&req.node);
             return Ok((next, None));

@@ -1,7 +1,7 @@
 //! The primary's write batching: client writes that arrive while `max_proposals_in_flight`
 //! mutations are uncommitted wait, and go out together in the next mutation.
 
-use super::tests::{answers, config, gate, logs, node, options, prepares, put, request, GPID, INCARNATION};
+use super::tests::{answers, config, gate, logs, node, options, prepares, primary_with, put, request, INCARNATION};
 use super::*;
 use aerie_proto::data::WriteResult;
 use aerie_proto::replica::PrepareAck;
@@ -14,16 +14,7 @@ fn batching_primary(max_batch_bytes: usize, max_uncommitted: usize) -> ReplicaCo
         max_uncommitted,
         ..options()
     };
-    let restored = Restored {
-        ballot: 1,
-        last_committed: 0,
-        last_applied: 0,
-        uncommitted: vec![],
-    };
-    let mut core = ReplicaCore::new(GPID, node(1), options, restored);
-    core.update_config(config(2, 1, &[2, 3]), Some(INCARNATION), 5).unwrap();
-    assert!(core.is_serving());
-    core
+    primary_with(options, 2)
 }
 
 fn write(core: &mut ReplicaCore, waiter: WaiterId, seq: u64, value: &str) -> Vec<Effect> {

@@ -30,6 +30,7 @@ mod primary;
 mod secondary;
 #[cfg(test)]
 mod tests;
+mod write_queue;
 
 pub use effects::{AckToken, Effect, WaiterId};
 pub use primary::PrepareFailure;
@@ -37,9 +38,10 @@ pub use primary::PrepareFailure;
 use super::prepare_list::PrepareList;
 use aerie_common::{Ballot, Decree, ErrorCode, Gpid, NodeAddr, WireError, WireResult};
 use aerie_proto::meta::PartitionConfig;
-use aerie_proto::replica::{Mutation, MutationOp, ReplicaStatus};
+use aerie_proto::replica::{Mutation, ReplicaStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use write_queue::WriteQueue;
 
 /// Settings of the core.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +57,6 @@ pub struct CoreOptions {
     /// Primary: the most key and value bytes one batched mutation carries (a larger write goes
     /// alone).
     pub max_batch_bytes: usize,
-}
-
-/// A client write waiting for a proposal slot.
-struct QueuedWrite {
-    op: MutationOp,
-    /// Its first attempt and every retry that arrived while it waited.
-    waiters: Vec<WaiterId>,
-    wall_secs: u64,
 }
 
 /// What a request is checked against: the replica server's lease at the moment of the request.
@@ -120,7 +114,7 @@ pub struct ReplicaCore {
     /// Secondary: the primary's committed decree, as last heard.
     primary_committed: Decree,
     /// Primary: client writes waiting for a proposal slot, in arrival order.
-    queued_writes: VecDeque<QueuedWrite>,
+    queued_writes: WriteQueue,
     /// Client writes waiting for their decree to apply: (waiter, operation index).
     write_waiters: BTreeMap<Decree, Vec<(WaiterId, usize)>>,
     /// Primary: every client request proposed or inherited and not applied yet, with its
@@ -181,7 +175,7 @@ impl ReplicaCore {
             reconciled_at: None,
             serving: false,
             primary_committed: restored.last_committed,
-            queued_writes: VecDeque::new(),
+            queued_writes: WriteQueue::default(),
             write_waiters: BTreeMap::new(),
             requests: BTreeMap::new(),
             ack_waiters: BTreeMap::new(),
@@ -369,7 +363,7 @@ impl ReplicaCore {
     /// primary may commit it); one still queued was never proposed and fails with `code`. Every
     /// pending acknowledgement fails with `code`.
     fn fail_waiters(&mut self, code: ErrorCode, reason: &str, out: &mut Vec<Effect>) {
-        for queued in std::mem::take(&mut self.queued_writes) {
+        for queued in self.queued_writes.take_all() {
             for waiter in queued.waiters {
                 out.push(Effect::AnswerWrite {
                     waiter,

@@ -1,7 +1,8 @@
 //! The primary's side of the core: client writes, proposals, acknowledgements, commits in decree
 //! order, reconciliation of what a new primary inherits, group checks, and learners joining.
 
-use super::{refuse, AppliedLookup, Effect, Gate, QueuedWrite, ReplicaCore, WaiterId};
+use super::write_queue::QueuedWrite;
+use super::{refuse, AppliedLookup, Effect, Gate, ReplicaCore, WaiterId};
 use aerie_common::{Ballot, Decree, ErrorCode, NodeAddr, WireResult};
 use aerie_proto::data::WriteOp;
 use aerie_proto::meta::PartitionChange;
@@ -44,14 +45,8 @@ impl ReplicaCore {
                 self.write_waiters.entry(decree).or_default().push((waiter, index));
                 return out;
             }
-            let key = request.key();
-            if let Some(queued) = self
-                .queued_writes
-                .iter_mut()
-                .find(|q| q.op.request.is_some_and(|r| r.key() == key))
-            {
+            if self.queued_writes.join(request.key(), waiter) {
                 // A retry of a write still queued: it goes out once, with both waiting.
-                queued.waiters.push(waiter);
                 return out;
             }
             match applied {
@@ -76,7 +71,7 @@ impl ReplicaCore {
             out.push(Effect::AnswerWrite { waiter, answer: Err(e) });
             return out;
         }
-        self.queued_writes.push_back(QueuedWrite {
+        self.queued_writes.push(QueuedWrite {
             op: MutationOp { request, op },
             waiters: vec![waiter],
             wall_secs,
@@ -92,16 +87,7 @@ impl ReplicaCore {
             return;
         }
         while !self.queued_writes.is_empty() && self.list.uncommitted_count() < self.options.max_proposals_in_flight {
-            let mut bytes = 0;
-            let mut batch = Vec::new();
-            while let Some(next) = self.queued_writes.front() {
-                let size = next.op.op.payload_bytes();
-                if !batch.is_empty() && bytes + size > self.options.max_batch_bytes {
-                    break;
-                }
-                bytes += size;
-                batch.extend(self.queued_writes.pop_front());
-            }
+            let batch = self.queued_writes.take_batch(self.options.max_batch_bytes);
             let wall_secs = batch.iter().map(|q| q.wall_secs).max().unwrap_or(0);
             let (ops, waiters): (Vec<MutationOp>, Vec<Vec<WaiterId>>) =
                 batch.into_iter().map(|q| (q.op, q.waiters)).unzip();

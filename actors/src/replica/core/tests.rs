@@ -74,10 +74,14 @@ fn fresh(me: u16) -> ReplicaCore {
 }
 
 fn restored(me: u16, committed: Decree, uncommitted: Vec<Arc<Mutation>>) -> ReplicaCore {
+    restored_with(options(), me, committed, uncommitted)
+}
+
+fn restored_with(options: CoreOptions, me: u16, committed: Decree, uncommitted: Vec<Arc<Mutation>>) -> ReplicaCore {
     ReplicaCore::new(
         GPID,
         node(me),
-        options(),
+        options,
         Restored {
             ballot: 1,
             last_committed: committed,
@@ -89,7 +93,12 @@ fn restored(me: u16, committed: Decree, uncommitted: Vec<Arc<Mutation>>) -> Repl
 
 /// A primary (node 1) of {1; 2, 3} at `ballot`, serving.
 fn primary(ballot: Ballot) -> ReplicaCore {
-    let mut core = fresh(1);
+    primary_with(options(), ballot)
+}
+
+/// The same, with `options`.
+pub(super) fn primary_with(options: CoreOptions, ballot: Ballot) -> ReplicaCore {
+    let mut core = restored_with(options, 1, 0, vec![]);
     core.update_config(config(ballot, 1, &[2, 3]), Some(INCARNATION), 5)
         .unwrap();
     assert!(core.is_serving());

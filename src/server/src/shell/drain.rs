@@ -23,6 +23,8 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(15);
 
 struct InFlight {
     the_move: PlannedMove,
+    /// When it was first asked for, and last asked for.
+    started: Instant,
     asked: Instant,
 }
 
@@ -122,6 +124,7 @@ impl Shell {
                             the_move.gpid,
                             InFlight {
                                 the_move,
+                                started: Instant::now(),
                                 asked: Instant::now(),
                             },
                         );
@@ -291,13 +294,13 @@ fn describe_done(drain: Drain, node: NodeAddr, flight: &InFlight, now: Option<&P
             config.primary.map(|p| p.to_string()).unwrap_or_else(|| "none".into()),
             flight.the_move.ballot,
             config.ballot,
-            flight.asked.elapsed().as_secs_f64()
+            flight.started.elapsed().as_secs_f64()
         ),
         Drain::DowngradeSecondaries => format!(
             "{node} left the configuration (ballot {} -> {}, {:.1} s)",
             flight.the_move.ballot,
             config.ballot,
-            flight.asked.elapsed().as_secs_f64()
+            flight.started.elapsed().as_secs_f64()
         ),
     }
 }
