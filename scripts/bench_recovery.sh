@@ -5,6 +5,8 @@
 #                                                 time to a new leader, longest write pause
 #   scripts/bench_recovery.sh learning [GIB]      learning speed of a ~GIB partition, foreground p99
 #   scripts/bench_recovery.sh scale-out [GIB]     3 -> 5 replica servers: time to balance, bytes copied
+#   scripts/bench_recovery.sh rolling-update [GIB]  aerie rolling-update against plain restarts under
+#                                                 workload A: roll time, stalls, failed requests, p99
 # The processes run on loopback ports with temporary data dirs; results go to standard output.
 set -euo pipefail
 cd "$(dirname "$0")/.."

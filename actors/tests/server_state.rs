@@ -124,7 +124,14 @@ async fn start_as(
     }
     let detector = addr.send(GetMetaHelpers).await.unwrap().failure_detector;
     for i in 0..3 {
-        detector.send(Inbound(Beacon { node: node(i) })).await.unwrap().unwrap();
+        detector
+            .send(Inbound(Beacon {
+                node: node(i),
+                boot_id: 0,
+            }))
+            .await
+            .unwrap()
+            .unwrap();
     }
     // The detector tells the state about live nodes asynchronously: wait until it knows all three.
     for _ in 0..100 {

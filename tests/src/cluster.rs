@@ -80,6 +80,8 @@ pub struct ProcessCluster {
     pub metas: Vec<AerieProcess>,
     pub replica_addrs: Vec<NodeAddr>,
     pub replicas: Vec<AerieProcess>,
+    /// The collector, once [`ProcessCluster::start_collector`] started it.
+    pub collector: Option<(NodeAddr, AerieProcess)>,
     /// Settings every process gets.
     common: Vec<String>,
     env: Vec<(String, String)>,
@@ -151,6 +153,7 @@ impl ProcessCluster {
             metas,
             replica_addrs: Vec::new(),
             replicas: Vec::new(),
+            collector: None,
             common,
             own_addresses: own,
             env: options.env.clone(),
@@ -201,6 +204,33 @@ impl ProcessCluster {
         ));
         self.replica_addrs.push(addr);
         addr
+    }
+
+    /// Starts the collector; returns its address.
+    pub fn start_collector(&mut self) -> NodeAddr {
+        let addr = address("127.0.0.1".into());
+        let mut args = vec!["--role".to_string(), "collector".to_string()];
+        args.extend(settings(&self.common));
+        args.extend(settings(&[format!("collector.address={addr}")]));
+        let process = AerieProcess::start_with_env(
+            "collector",
+            args,
+            self.dir.path().join("collector.log"),
+            self.env.clone(),
+        );
+        self.collector = Some((addr, process));
+        addr
+    }
+
+    /// The process serving at `addr` (a meta, a replica server or the collector).
+    pub fn process_at(&mut self, addr: NodeAddr) -> Option<&mut AerieProcess> {
+        if let Some(i) = self.meta_addrs.iter().position(|a| *a == addr) {
+            return self.metas.get_mut(i);
+        }
+        if let Some(i) = self.replica_addrs.iter().position(|a| *a == addr) {
+            return self.replicas.get_mut(i);
+        }
+        self.collector.as_mut().filter(|(a, _)| *a == addr).map(|(_, p)| p)
     }
 
     pub fn client(&self, timeout: Duration) -> Client {

@@ -13,6 +13,7 @@ mod load;
 pub mod nemesis;
 mod process;
 mod replicas;
+mod rolling;
 pub mod sim;
 mod wait;
 
@@ -25,4 +26,5 @@ pub use http::{
 pub use load::{assert_acked_readable, WriteLoad};
 pub use process::{aerie_bin, free_port, AerieProcess};
 pub use replicas::{assert_replicas_identical, converged_checksums, wait_commits_durable, wait_fully_healthy};
+pub use rolling::{learned_by_source, RollOptions, RollOutcome};
 pub use wait::wait_until;

@@ -140,6 +140,13 @@ impl AerieProcess {
         self.spawn();
     }
 
+    /// SIGTERM, a bounded wait for the clean exit (SIGKILL after `timeout`), and a new start.
+    pub fn restart_clean(&mut self, timeout: Duration) {
+        self.terminate(timeout);
+        self.paused = false;
+        self.spawn();
+    }
+
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
             Some(child) => matches!(child.try_wait(), Ok(None)),

@@ -10,7 +10,10 @@
 //! incarnation: a random number carried by every beacon acknowledgement and by every
 //! configuration the meta makes for the node. A node that was declared dead and came back gets a
 //! new one, so it can tell configurations made for its earlier life (still in flight) from
-//! current ones.
+//! current ones. A node whose process restarted within the grace period (a beacon with another
+//! boot id) also begins a new life at once: the meta sees it alive again, with a new incarnation,
+//! as if it had been declared dead in between (what a rolling restart relies on to give the node
+//! its replicas back).
 
 use crate::lease::Liveness;
 use actix::prelude::*;
@@ -29,6 +32,12 @@ pub struct NodeLiveness {
     pub node: NodeAddr,
     pub alive: bool,
     pub incarnation: u64,
+}
+
+/// Whether a beacon's boot id says the process restarted since the last one heard (0 on either
+/// side: unknown, so no).
+fn restarted(known: u64, beacon: u64) -> bool {
+    known != 0 && beacon != 0 && known != beacon
 }
 
 /// A fresh incarnation: random, never 0 (0 means "none").
@@ -65,6 +74,8 @@ struct Tracked {
     liveness: Liveness,
     alive: bool,
     incarnation: u64,
+    /// The boot id of the process last heard from (0: none yet).
+    boot_id: u64,
 }
 
 pub struct FailureDetector {
@@ -128,12 +139,17 @@ impl Handler<Inbound<Beacon>> for FailureDetector {
             liveness: Liveness::new(grace, now),
             alive: false,
             incarnation: 0,
+            boot_id: 0,
         });
         tracked.liveness.on_beacon(now);
-        if !tracked.alive {
+        let restarted = tracked.alive && restarted(tracked.boot_id, beacon.boot_id);
+        if beacon.boot_id != 0 {
+            tracked.boot_id = beacon.boot_id;
+        }
+        if !tracked.alive || restarted {
             tracked.alive = true;
             tracked.incarnation = new_incarnation();
-            info!(node = %beacon.node, incarnation = tracked.incarnation, "replica server is alive");
+            info!(node = %beacon.node, incarnation = tracked.incarnation, restarted, "replica server is alive");
             // Sent before the acknowledgement: whatever the node asks next finds it known.
             self.listener.do_send(NodeLiveness {
                 node: beacon.node,
@@ -166,6 +182,7 @@ impl Handler<RememberNodes> for FailureDetector {
                     liveness: Liveness::new(grace, now),
                     alive: true,
                     incarnation,
+                    boot_id: 0,
                 },
             );
             self.listener.do_send(NodeLiveness {
@@ -190,5 +207,59 @@ impl Handler<ResetDetector> for FailureDetector {
 
     fn handle(&mut self, _: ResetDetector, _: &mut Self::Context) {
         self.nodes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_common::SystemClock;
+    use std::sync::Mutex;
+
+    /// Records every liveness event it is told.
+    struct Recorder(Arc<Mutex<Vec<NodeLiveness>>>);
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<NodeLiveness> for Recorder {
+        type Result = ();
+        fn handle(&mut self, event: NodeLiveness, _: &mut Self::Context) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_process_restarted_within_the_grace_period_begins_a_new_life() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder(events.clone()).start();
+        let me: NodeAddr = "127.0.0.1:1".parse().unwrap();
+        let node: NodeAddr = "127.0.0.1:2".parse().unwrap();
+        let detector = FailureDetector::new(
+            me,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Arc::new(SystemClock::default()),
+            recorder.recipient(),
+        )
+        .start();
+        let beacon = |boot_id| Inbound(Beacon { node, boot_id });
+        let first = detector.send(beacon(7)).await.unwrap().unwrap().incarnation;
+        let same = detector.send(beacon(7)).await.unwrap().unwrap().incarnation;
+        assert_eq!(first, same, "beacons of one process keep its incarnation");
+        // A sender that does not say its boot id never looks restarted.
+        assert_eq!(detector.send(beacon(0)).await.unwrap().unwrap().incarnation, first);
+        let after_restart = detector.send(beacon(8)).await.unwrap().unwrap().incarnation;
+        assert_ne!(after_restart, first, "a new process gets a new incarnation");
+        assert_eq!(
+            detector.send(beacon(8)).await.unwrap().unwrap().incarnation,
+            after_restart
+        );
+        // Let the recorder's mailbox drain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let events = events.lock().unwrap();
+        let lives: Vec<(bool, u64)> = events.iter().map(|e| (e.alive, e.incarnation)).collect();
+        assert_eq!(lives, vec![(true, first), (true, after_restart)]);
     }
 }

@@ -47,6 +47,8 @@ pub struct LeaseKeeper {
     lost: Recipient<LeaseLost>,
     /// When the meta last acknowledged a beacon (clock milliseconds; read by `/health`).
     last_ack_ms: Arc<AtomicU64>,
+    /// This process's identity in its beacons (see [`Beacon::boot_id`]).
+    boot_id: u64,
 }
 
 impl LeaseKeeper {
@@ -74,14 +76,15 @@ impl LeaseKeeper {
             listener,
             lost,
             last_ack_ms,
+            boot_id: crate::meta::failure_detector::new_incarnation(),
         }
     }
 
     fn send_beacon(&mut self, ctx: &mut Context<Self>, follow_leader: bool) {
-        let (meta, network, me) = (self.meta.clone(), self.network.clone(), self.me);
+        let (meta, network, me, boot_id) = (self.meta.clone(), self.network.clone(), self.me, self.boot_id);
         let timeout = self.beacon_interval.max(Duration::from_millis(500));
         let sent_ms = self.clock.now_ms();
-        let call = async move { meta.call(&network, Beacon { node: me }, timeout).await };
+        let call = async move { meta.call(&network, Beacon { node: me, boot_id }, timeout).await };
         ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| match answer {
             Ok(Ok(ack)) if ack.is_leader => act.on_ack(sent_ms, ack.incarnation),
             Ok(Ok(ack)) => {

@@ -175,6 +175,10 @@ pub struct NodeMaintenance {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Beacon {
     pub node: NodeAddr,
+    /// Chosen at random when the sending process starts (0: not said): a new value from a node the
+    /// meta thinks alive tells it the process restarted within the grace period.
+    #[serde(default)]
+    pub boot_id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,7 +303,13 @@ pub struct ClusterInfo {
     pub zookeeper_hosts: String,
     pub zookeeper_root: String,
     pub meta_function_level: String,
+    /// Moves the balancer would make to balance the cluster (-1: not computed yet).
     pub balance_operation_count: i64,
+    /// Moves (balancer or operator) under way now, and secondaries being added by the cure.
+    #[serde(default)]
+    pub moves_in_progress: u32,
+    #[serde(default)]
+    pub adding_secondaries: u32,
     pub primary_replica_count_stddev: f64,
     pub total_replica_count_stddev: f64,
     pub cluster_name: String,

@@ -50,4 +50,7 @@ pub enum Command {
     /// Copy a ZooKeeper subtree (the cluster map) to another ensemble.
     #[command(name = "zk-copy")]
     ZkCopy(crate::zk_copy::ZkCopyArgs),
+    /// Restart every process of a cluster one at a time without failing a client request.
+    #[command(name = "rolling-update")]
+    RollingUpdate(crate::shell::rolling::RollingUpdateArgs),
 }

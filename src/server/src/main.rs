@@ -1,6 +1,6 @@
 //! `aerie`: one binary for every role (`--role meta|replica|collector|all`), the operator shell
 //! (`aerie shell`), the load generator (`aerie bench`) and the ZooKeeper subtree copier
-//! (`aerie zk-copy`).
+//! (`aerie zk-copy`) and the rolling restart of a whole cluster (`aerie rolling-update`).
 
 mod bench;
 mod cli;
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Some(Command::Shell(args)) => shell::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::ZkCopy(args)) => zk_copy::run(args),
+        Some(Command::RollingUpdate(args)) => shell::rolling::run(args),
         None => match cli.server.role {
             Some(role) => server::run(role, cli.server),
             None => {

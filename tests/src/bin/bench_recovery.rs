@@ -10,13 +10,17 @@
 //!   the copy.
 //! - `scale-out`: two replica servers join three that hold a 32-partition table of ~GIB; at level
 //!   lively, how long until the table is balanced, and how much was copied against the lower bound.
+//! - `rolling-update`: four replica servers holding ~GIB under `aerie bench` workload A (1 s
+//!   timeout); `aerie rolling-update` restarts every process, then the Pegasus "simplified"
+//!   procedure (a plain restart of each replica server) runs for comparison; for both: the roll's
+//!   time, time per node, the longest write stall of any partition, failed requests, p99 during.
 
 use aerie_client::Table;
 use aerie_common::{partition_index, NodeAddr};
 use aerie_proto::meta::QueryBalancePlan;
 use aerie_tests::{
-    aerie_bin, balance_moves, balance_moves_given_up, learned_bytes, metrics, sample, wait_fully_healthy, wait_until,
-    ProcessCluster, ProcessClusterOptions,
+    aerie_bin, balance_moves, balance_moves_given_up, learned_by_source, learned_bytes, metrics, sample,
+    wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions, RollOptions,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -465,6 +469,155 @@ async fn learning(gib: f64) {
     drop(cluster);
 }
 
+/// Per partition, the longest time without a successful write, over the probe log (from its first
+/// entry to its last); and the failed writes.
+fn stalls(log: &ProbeLog) -> (Duration, usize) {
+    let log = log.lock().unwrap();
+    let (Some(first), Some(last)) = (log.iter().map(|e| e.1).min(), log.iter().map(|e| e.2).max()) else {
+        return (Duration::ZERO, 0);
+    };
+    let failed = log.iter().filter(|e| !e.3).count();
+    let longest = (0..PARTITIONS)
+        .map(|pidx| {
+            let mut done: Vec<Instant> = log.iter().filter(|e| e.0 == pidx && e.3).map(|e| e.2).collect();
+            done.sort();
+            let mut previous = first;
+            let mut longest = Duration::ZERO;
+            for t in done.into_iter().chain([last]) {
+                longest = longest.max(t.saturating_duration_since(previous));
+                previous = t;
+            }
+            longest
+        })
+        .max()
+        .unwrap_or_default();
+    (longest, failed)
+}
+
+/// The p99 and error lines of `aerie bench` outputs.
+fn summarize_bench(outputs: &[String]) -> String {
+    outputs
+        .iter()
+        .flat_map(|o| o.lines().filter(|l| l.contains("ops/s") || l.contains("p99=")))
+        .map(|l| format!("    {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn rolling_update(gib: f64) {
+    let mut cluster = ProcessCluster::start(ProcessClusterOptions {
+        replica_servers: 4,
+        ..Default::default()
+    });
+    let admin = cluster.client(Duration::from_secs(30));
+    cluster.wait_all_alive(&admin, Duration::from_secs(60)).await;
+    admin.create_table("roll", PARTITIONS, 3).await.unwrap();
+    let records = (gib * 1024.0 * 1024.0) as u64;
+    let started = Instant::now();
+    load_incompressible(
+        &cluster.client(Duration::from_secs(30)).table("roll").await.unwrap(),
+        records,
+    )
+    .await;
+    let meta = cluster.meta_addr;
+    aerie_bench(meta, &[FOREGROUND, &["--workloads", "load"]].concat());
+    wait_fully_healthy(&admin, "roll", Duration::from_secs(600)).await;
+    println!(
+        "rolling-update: 1 meta + 4 replica servers, table roll of {PARTITIONS} partitions x 3 replicas with {records} records of 1 KiB ({gib:.2} GiB) loaded in {:.0} s; foreground `aerie bench {} --workloads a --timeout_ms 1000`",
+        started.elapsed().as_secs_f64(),
+        FOREGROUND.join(" ")
+    );
+    let workload = move |seconds: u64| {
+        let duration = seconds.to_string();
+        let mut args = FOREGROUND.to_vec();
+        args.extend([
+            "--workloads",
+            "a",
+            "--duration",
+            duration.as_str(),
+            "--timeout_ms",
+            "1000",
+        ]);
+        aerie_bench(meta, &args)
+    };
+    println!("  before, 20 s:\n{}", summarize_bench(&[workload(20)]));
+    for procedure in ["aerie rolling-update", "simplified (restart each replica server)"] {
+        let table = cluster.client(Duration::from_secs(1)).table("roll").await.unwrap();
+        let (stop, log, probes) = start_probes(&table);
+        let bench_stop = Arc::new(AtomicBool::new(false));
+        let bench_loop = {
+            let stop = bench_stop.clone();
+            std::thread::spawn(move || {
+                let mut outputs = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    outputs.push(workload(15));
+                }
+                outputs
+            })
+        };
+        let began = Instant::now();
+        let mut per_node = Vec::new();
+        let mut checkpoint = 0.0;
+        if procedure.starts_with("aerie") {
+            let outcome = tokio::task::block_in_place(|| {
+                cluster.rolling_update(&RollOptions::default(), Duration::from_secs(3600))
+            });
+            assert!(outcome.output.success, "{outcome:?}");
+            checkpoint += outcome.checkpoint_bytes_before_restart;
+            per_node.extend(
+                outcome
+                    .output
+                    .stdout
+                    .lines()
+                    .skip_while(|l| !l.contains("rolling update done"))
+                    .skip(1)
+                    .map(|l| l.trim().to_string()),
+            );
+        } else {
+            for i in 0..cluster.replicas.len() {
+                let node_began = Instant::now();
+                checkpoint += learned_by_source(cluster.replica_addrs[i]).0;
+                tokio::task::block_in_place(|| cluster.replicas[i].restart_clean(Duration::from_secs(60)));
+                cluster.wait_all_alive(&admin, Duration::from_secs(120)).await;
+                wait_fully_healthy(&admin, "roll", Duration::from_secs(600)).await;
+                per_node.push(format!(
+                    "replica {}: {:.1} s",
+                    cluster.replica_addrs[i],
+                    node_began.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        let took = began.elapsed();
+        bench_stop.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        for p in probes {
+            let _ = p.await;
+        }
+        let outputs = tokio::task::block_in_place(|| bench_loop.join().unwrap());
+        let (longest, failed) = stalls(&log);
+        checkpoint += cluster
+            .replica_addrs
+            .iter()
+            .map(|n| learned_by_source(*n).0)
+            .sum::<f64>();
+        println!(
+            "  {procedure}: {:.1} s in all; longest write stall of a partition {:.2} s; {failed} failed probe writes (1 s timeout); {:.0} MB learned from checkpoints",
+            took.as_secs_f64(),
+            longest.as_secs_f64(),
+            checkpoint / 1e6
+        );
+        for line in &per_node {
+            println!("    {line}");
+        }
+        println!(
+            "  workload A during it ({} runs of 15 s):\n{}",
+            outputs.len(),
+            summarize_bench(&outputs)
+        );
+        wait_fully_healthy(&admin, "roll", Duration::from_secs(600)).await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -473,9 +626,10 @@ async fn main() {
         Some("meta-failover") => meta_failover(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3)).await,
         Some("learning") => learning(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
         Some("scale-out") => scale_out(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(2.0)).await,
+        Some("rolling-update") => rolling_update(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1.0)).await,
         _ => {
             eprintln!(
-                "usage: bench-recovery failover [TRIALS] | meta-failover [TRIALS] | learning [GIB] | scale-out [GIB]"
+                "usage: bench-recovery failover [TRIALS] | meta-failover [TRIALS] | learning [GIB] | scale-out [GIB] | rolling-update [GIB]"
             );
             std::process::exit(2);
         }

@@ -168,6 +168,17 @@ impl ServerState {
                 format!("{gpid} is adding a secondary on {}", adding.node),
             ));
         }
+        // A live node that has not synced with this meta yet (it took over, or the node restarted)
+        // may still hold an older incarnation and would ignore the move's configurations.
+        if let Some(node) = [the_move.from, the_move.to]
+            .into_iter()
+            .find(|n| self.nodes.get(n) == Some(&true) && !self.synced_nodes.contains(n))
+        {
+            return Err(err(
+                ErrorCode::ERR_BUSY,
+                format!("{node} has not synced with this meta server yet (it took over, or the node restarted); the move waits for it"),
+            ));
+        }
         let (_, config) = self.partition(gpid).ok_or_else(|| {
             err(
                 ErrorCode::ERR_OBJECT_NOT_FOUND,

@@ -741,6 +741,8 @@ impl Handler<aerie_rpc::Inbound<QueryClusterInfo>> for ServerState {
             zookeeper_root: self.layout.root().to_string(),
             meta_function_level: self.effective_level().0.pegasus_name().to_string(),
             balance_operation_count: self.balance_operation_count,
+            moves_in_progress: self.moves.len() as u32,
+            adding_secondaries: self.adding.len() as u32,
             primary_replica_count_stddev: primary_stddev,
             total_replica_count_stddev: total_stddev,
             cluster_name: self.params.cluster_name.clone(),

@@ -14,26 +14,31 @@ impl Handler<NodeLiveness> for ServerState {
     type Result = ();
 
     fn handle(&mut self, event: NodeLiveness, ctx: &mut Self::Context) {
-        if event.alive {
-            self.incarnations.insert(event.node, event.incarnation);
+        let previous = if event.alive {
+            self.incarnations.insert(event.node, event.incarnation)
         } else {
-            self.incarnations.remove(&event.node);
-        }
+            self.incarnations.remove(&event.node)
+        };
         let was = self.nodes.insert(event.node, event.alive);
-        if was == Some(event.alive) {
+        // Alive again in a new life without being declared dead: the process restarted.
+        let restarted = event.alive && was == Some(true) && previous.is_some_and(|p| p != event.incarnation);
+        if was == Some(event.alive) && !restarted {
             return;
         }
-        if event.alive {
-            info!(node = %event.node, "node alive");
-            self.alive_since.insert(event.node, self.params.clock.now_ms());
-        } else {
-            warn!(node = %event.node, "node dead; curing its partitions");
+        if !event.alive || restarted {
+            // What the meta knew of the node's replicas and of the work under way there is gone.
             for reports in self.reports.values_mut() {
                 reports.remove(&event.node);
             }
             self.adding.retain(|_, adding| adding.node != event.node);
             self.synced_nodes.remove(&event.node);
             self.end_stale_moves(Some(event.node));
+        }
+        if event.alive {
+            info!(node = %event.node, restarted, "node alive");
+            self.alive_since.insert(event.node, self.params.clock.now_ms());
+        } else {
+            warn!(node = %event.node, "node dead; curing its partitions");
         }
         self.refresh_metrics();
         self.announce_level();

@@ -13,6 +13,7 @@ mod escape;
 mod recover;
 mod remote;
 mod report;
+pub mod rolling;
 
 use aerie_client::{Client, ClientOptions, Table};
 use aerie_common::NodeAddr;
@@ -233,31 +234,39 @@ fn history_path() -> Option<std::path::PathBuf> {
     std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".aerie_shell_history"))
 }
 
+impl Shell {
+    /// A shell talking to the meta servers in `metas` (comma separated), each request bounded by
+    /// `timeout`.
+    fn connect(metas: &str, timeout: Duration) -> Result<Shell> {
+        let metas = NodeAddr::parse_list(metas).context("--meta")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the shell runtime")?;
+        let client = {
+            let _guard = runtime.enter();
+            Client::new(
+                metas,
+                ClientOptions {
+                    timeout,
+                    meta_timeout: timeout,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        Ok(Shell {
+            client,
+            runtime,
+            current_table: None,
+        })
+    }
+}
+
 pub fn run(args: ShellArgs) -> Result<ExitCode> {
     crate::logging::init("warn");
-    let metas = NodeAddr::parse_list(&args.meta).context("--meta")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the shell runtime")?;
-    let client = {
-        let _guard = runtime.enter();
-        Client::new(
-            metas,
-            ClientOptions {
-                timeout: Duration::from_millis(args.timeout_ms),
-                meta_timeout: Duration::from_millis(args.timeout_ms),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    };
-    let mut shell = Shell {
-        client,
-        runtime,
-        current_table: None,
-    };
+    let mut shell = Shell::connect(&args.meta, Duration::from_millis(args.timeout_ms))?;
     if let Some(command) = args.exec {
         return Ok(match shell.execute_line(&command) {
             Outcome::Continue(true) | Outcome::Exit => ExitCode::SUCCESS,
