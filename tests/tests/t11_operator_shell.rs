@@ -169,6 +169,46 @@ set alice temp gone 1
     })
     .await;
 
+    // app_stat counts what each partition's primary served: three more puts and a get.
+    let totals = |text: &str| -> Vec<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("(total)"))
+            .unwrap_or_else(|| panic!("no total row in {text}"));
+        line.split_whitespace()
+            .skip(1)
+            .take(9)
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    let before = cluster.shell_exec("app_stat");
+    assert!(
+        before.success && before.stdout.contains("MULTI_GET") && before.stdout.contains("orders"),
+        "{before:?}"
+    );
+    let out = cluster.shell(&[], "use orders\nset s1 k v\nset s2 k v\nset s3 k v\nget s1 k\n");
+    assert!(out.success, "{out:?}");
+    let after = cluster.shell_exec("app_stat -a orders");
+    assert!(after.success, "{after:?}");
+    let (before, after_counts) = (totals(&before.stdout), totals(&after.stdout));
+    assert_eq!(after_counts[2], before[2] + 3, "PUT: {}", after.stdout);
+    assert_eq!(after_counts[0], before[0] + 1, "GET: {}", after.stdout);
+    assert_eq!(
+        after
+            .stdout
+            .lines()
+            .filter(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok()))
+            .count(),
+        4,
+        "one row per partition: {}",
+        after.stdout
+    );
+    let out = cluster.shell_exec("app_stat -a nosuch");
+    assert!(
+        !out.success && out.stderr.contains("table nosuch does not exist"),
+        "{out:?}"
+    );
+
     // Errors name the problem and fail the run.
     let out = cluster.shell(&[], "use nosuch\n");
     assert!(

@@ -187,6 +187,8 @@ mod tests {
             durable_committed: committed,
             data_dir: "default".into(),
             data_bytes: 0,
+            file_count: 0,
+            op_counts: Default::default(),
             broken: None,
         }
     }

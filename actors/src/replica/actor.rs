@@ -89,6 +89,8 @@ pub struct Replica {
     pub(super) gpid: Gpid,
     pub(super) me: NodeAddr,
     pub(super) node_label: String,
+    /// Client requests served, by kind (`app_stat`); since the replica opened.
+    op_counts: std::cell::RefCell<std::collections::BTreeMap<&'static str, u64>>,
     pub(super) app: AppInfo,
     pub(super) dir: PathBuf,
     /// The RocksDB directory in use, inside `dir`.
@@ -140,6 +142,7 @@ impl Replica {
             gpid,
             me,
             node_label: me.to_string(),
+            op_counts: Default::default(),
             app,
             dir: opened.dir.clone(),
             data_dir,
@@ -186,7 +189,10 @@ impl Replica {
 
     pub(super) fn record_request(&self, kind: &'static str, started: Instant, outcome: &WireResult<impl Sized>) {
         let outcome = match outcome {
-            Ok(_) => "ok",
+            Ok(_) => {
+                *self.op_counts.borrow_mut().entry(kind).or_default() += 1;
+                "ok"
+            }
             Err(e) => e.code.name(),
         };
         REPLICA_REQUESTS
@@ -314,6 +320,13 @@ impl Handler<GetInfo> for Replica {
             durable_committed: self.core.durable_committed(),
             data_dir: self.dir.display().to_string(),
             data_bytes: self.engine.data_bytes(),
+            file_count: self.engine.file_count(),
+            op_counts: self
+                .op_counts
+                .borrow()
+                .iter()
+                .map(|(kind, n)| (kind.to_string(), *n))
+                .collect(),
             broken: self.core.broken().map(str::to_string),
         })
     }

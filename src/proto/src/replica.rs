@@ -157,6 +157,13 @@ pub struct ReplicaInfo {
     pub data_dir: String,
     /// Bytes of data (SST files and memtables).
     pub data_bytes: u64,
+    /// SST files.
+    #[serde(default)]
+    pub file_count: u64,
+    /// Client requests this replica served, by kind (`put`, `get`, ... as `WriteOp::kind` and
+    /// `ReadOp::kind` name them), since it opened.
+    #[serde(default)]
+    pub op_counts: std::collections::BTreeMap<String, u64>,
     /// Why the replica is out of service, if it is (storage failed, or it could not be opened).
     #[serde(default)]
     pub broken: Option<String>,

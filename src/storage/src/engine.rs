@@ -246,6 +246,19 @@ impl Engine {
         .sum()
     }
 
+    /// SST files of every level (RocksDB's default seven: the engine does not change them).
+    pub fn file_count(&self) -> u64 {
+        (0..7)
+            .map(|level| {
+                self.db
+                    .property_int_value(rocksdb::properties::num_files_at_level(level))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     fn get_live(&self, key: &[u8], now_secs: u64) -> Result<Option<(u32, Vec<u8>)>, StorageError> {
         let Some(raw) = self.db.get_pinned(key).map_err(self.rocks())? else {
             return Ok(None);

@@ -363,6 +363,15 @@ pub enum ShellCommand {
     },
     /// Show a record's remaining time to live.
     Ttl { hash_key: String, sort_key: String },
+    /// Requests served and storage, per table, or per partition of one table (-a), from each
+    /// partition's primary since its replica opened, with a total row.
+    #[command(name = "app_stat")]
+    AppStat {
+        #[arg(short = 'a', long = "app_name")]
+        app: Option<String>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Leave the shell.
     #[command(alias = "quit")]
     Exit,
@@ -371,6 +380,7 @@ pub enum ShellCommand {
 /// Names for completion.
 pub const COMMAND_NAMES: &[&str] = &[
     "app",
+    "app_stat",
     "balance",
     "balance_plan",
     "check_and_set",

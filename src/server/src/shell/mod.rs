@@ -14,6 +14,7 @@ mod recover;
 mod remote;
 mod report;
 pub mod rolling;
+mod stat;
 
 use aerie_client::{Client, ClientOptions, Table};
 use aerie_common::NodeAddr;
@@ -159,6 +160,7 @@ impl Shell {
             C::FullScan { max_count, no_value } => self.full_scan(max_count, no_value),
             C::CountData { detailed, out } => self.count_data(detailed, &out),
             C::Ttl { hash_key, sort_key } => self.ttl(&hash_key, &sort_key),
+            C::AppStat { app, out } => self.app_stat(app.as_deref(), &out),
             C::Exit => Ok(String::new()),
         }
     }
