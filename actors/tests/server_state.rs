@@ -112,6 +112,7 @@ async fn start_as(
             max_adds_per_node: 10,
         },
         maintenance_max: Duration::from_secs(600),
+        hold_dropped: Duration::from_secs(600),
         freeze: FreezeRule {
             min_live_node_count_for_unfreeze: 1,
             node_live_percentage_threshold_for_update: 0,

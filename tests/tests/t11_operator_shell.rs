@@ -1,7 +1,8 @@
 //! The shell as an operator uses it against real processes: table life cycle, listings in text,
-//! JSON and to a file, every data command, and errors that name the problem.
+//! JSON and to a file, every data command, `app_stat`, `recall` of a dropped table, and errors that
+//! name the problem.
 
-use aerie_tests::{wait_until, ProcessCluster, ProcessClusterOptions};
+use aerie_tests::{wait_fully_healthy, wait_until, ProcessCluster, ProcessClusterOptions};
 use std::time::Duration;
 
 fn assert_lines(text: &str, expected: &[&str]) {
@@ -228,6 +229,12 @@ set alice temp gone 1
     assert!(!out.success && out.stderr.contains("frobnicate"), "{out:?}");
 
     // Drop: gone from listings, and the data is unreachable.
+    let counted = cluster.shell(&[], "use orders\ncount_data\n").stdout;
+    let rows_before_drop = counted
+        .lines()
+        .find(|l| l.starts_with("row_count"))
+        .unwrap_or_else(|| panic!("no row count in {counted}"))
+        .to_string();
     let out = cluster.shell_exec("drop orders");
     assert!(out.success, "{out:?}");
     let ls = cluster.shell_exec("ls");
@@ -259,4 +266,33 @@ set alice temp gone 1
         },
     )
     .await;
+
+    // Recall: refused for an unknown id and while another table has the name; under a new name
+    // its replicas come back from where they were set aside, with their data.
+    let dropped = client.list_tables(true).await.unwrap();
+    let id = dropped
+        .iter()
+        .find(|t| t.info.app_name == "orders")
+        .unwrap()
+        .info
+        .app_id;
+    let out = cluster.shell_exec("recall 999");
+    assert!(
+        !out.success && out.stderr.contains("no table has app id 999"),
+        "{out:?}"
+    );
+    assert!(cluster.shell_exec("create orders -p 4 -r 3").success);
+    let out = cluster.shell_exec(&format!("recall {id}"));
+    assert!(
+        !out.success && out.stderr.contains("a table named orders exists"),
+        "{out:?}"
+    );
+    let out = cluster.shell_exec(&format!("recall {id} orders_old"));
+    assert!(out.success && out.stdout.contains("recall app orders_old"), "{out:?}");
+    wait_fully_healthy(&client, "orders_old", Duration::from_secs(60)).await;
+    let out = cluster.shell(&[], "use orders_old\nget s1 k\ncount_data\n");
+    assert!(out.success, "{out:?}");
+    assert_lines(&out.stdout, &["\"v\"", rows_before_drop.trim_end()]);
+    let out = cluster.shell_exec(&format!("recall {id}"));
+    assert!(!out.success && out.stderr.contains("is not dropped"), "{out:?}");
 }

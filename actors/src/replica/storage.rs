@@ -333,6 +333,36 @@ pub fn set_aside(dir: &Path) -> Result<PathBuf, StorageError> {
     Ok(target)
 }
 
+/// Puts back the newest set-aside copy of `gpid` found in any of `data_dirs` (a recalled table's
+/// replica): returns the data dir's index and the replica's dir, or None when there is no copy.
+pub fn restore_set_aside(data_dirs: &[PathBuf], gpid: Gpid) -> Result<Option<(usize, PathBuf)>, StorageError> {
+    let prefix = format!("{}.{}.", gpid.app_id, gpid.pidx);
+    let mut newest: Option<(u64, usize, PathBuf)> = None;
+    for (index, data_dir) in data_dirs.iter().enumerate() {
+        let root = replicas_root(data_dir);
+        if !root.exists() {
+            continue;
+        }
+        for entry in fs::read_dir(&root).map_err(io_err(&root))? {
+            let entry = entry.map_err(io_err(&root))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let secs = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".gar"))
+                .and_then(|secs| secs.parse::<u64>().ok());
+            if let Some(secs) = secs.filter(|s| newest.as_ref().is_none_or(|(n, _, _)| s > n)) {
+                newest = Some((secs, index, entry.path()));
+            }
+        }
+    }
+    let Some((_, index, copy)) = newest else {
+        return Ok(None);
+    };
+    let dir = replica_dir(&data_dirs[index], gpid);
+    fs::rename(&copy, &dir).map_err(io_err(&copy))?;
+    Ok(Some((index, dir)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +594,22 @@ mod tests {
         let moved = set_aside(&dir).unwrap();
         assert!(moved.exists() && !dir.exists());
         assert!(list_replica_dirs(root.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_newest_set_aside_copy_is_restored_from_any_data_dir() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        let gpid = Gpid::new(1, 0);
+        assert_eq!(restore_set_aside(&dirs, gpid).unwrap(), None);
+        for (dir, secs) in [(a.path(), 100), (b.path(), 200)] {
+            fs::create_dir_all(replicas_root(dir).join(format!("1.0.{secs}.gar"))).unwrap();
+        }
+        // Another partition's copy is not taken.
+        fs::create_dir_all(replicas_root(a.path()).join("1.1.300.gar")).unwrap();
+        let (index, dir) = restore_set_aside(&dirs, gpid).unwrap().unwrap();
+        assert_eq!((index, dir.clone()), (1, replica_dir(b.path(), gpid)));
+        assert!(dir.exists());
+        assert_eq!(list_replica_dirs(b.path()).unwrap(), vec![(gpid, dir)]);
     }
 }

@@ -22,7 +22,8 @@ use super::lease_keeper::{LeaseGranted, LeaseKeeper, LeaseLost};
 use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
 use super::node_log::NodeLog;
 use super::storage::{
-    create_replica, list_replica_dirs, open_replica, replica_dir, set_aside, OpenedReplica, ReplicaManifest,
+    create_replica, list_replica_dirs, open_replica, replica_dir, restore_set_aside, set_aside, OpenedReplica,
+    ReplicaManifest,
 };
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
@@ -267,6 +268,7 @@ impl ReplicaStub {
                 format!("{gpid} was closed by replica.kill_partition; it opens again when this server restarts");
             return fut::ready(Err(WireError::new(ErrorCode::ERR_INVALID_STATE, error))).boxed_local();
         }
+        let data_dirs = self.params.data_dirs.clone();
         let data_dir = self.choose_data_dir(gpid.app_id);
         let dir = replica_dir(&self.params.data_dirs[data_dir], gpid);
         let manifest = ReplicaManifest {
@@ -275,6 +277,19 @@ impl ReplicaStub {
             ballot,
             data_dir: super::storage::default_data_dir(),
             learning: false,
+        };
+        // A member of a configuration with no replica here: a recalled table's replica was set
+        // aside when the table was dropped; it comes back rather than an empty one.
+        let (data_dir, dir) = match restore_set_aside(&data_dirs, gpid) {
+            Ok(Some((index, restored))) => {
+                info!(%gpid, dir = %restored.display(), "set-aside replica restored");
+                (index, restored)
+            }
+            Ok(None) => (data_dir, dir),
+            Err(e) => {
+                let error = format!("cannot look for a set-aside copy of {gpid}: {e}");
+                return fut::ready(Err(WireError::new(ErrorCode::ERR_STORAGE, error))).boxed_local();
+            }
         };
         let options = self.params.options.clone();
         let node_log = match self.node_logs.get(data_dir) {

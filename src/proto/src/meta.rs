@@ -276,6 +276,14 @@ pub struct DropApp {
     pub app_name: String,
 }
 
+/// Brings a dropped table back (within `hold_seconds_for_dropped_app`), under its old name or
+/// `new_name`; answers the table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecallApp {
+    pub app_id: AppId,
+    pub new_name: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListApps {
     pub include_dropped: bool,
@@ -578,6 +586,7 @@ crate::rpc! { "meta";
     ConfigSync => WireResult<ConfigSyncResponse>,
     CreateApp => WireResult<CreateAppResponse>,
     DropApp => WireResult<()>,
+    RecallApp => WireResult<AppInfo>,
     ListApps => WireResult<Vec<AppState>>,
     QueryConfig => WireResult<AppState>,
     ListNodes => WireResult<Vec<NodeInfo>>,

@@ -77,6 +77,8 @@ pub struct MetaParams {
     pub knobs: CureKnobs,
     /// The longest maintenance of a node (`meta_server.maintenance_max_seconds`).
     pub maintenance_max: Duration,
+    /// How long a dropped table can be recalled (`meta_server.hold_seconds_for_dropped_app`).
+    pub hold_dropped: Duration,
     pub freeze: FreezeRule,
     /// Set while the state is loaded and the meta serves (read by `/health`).
     pub ready: Arc<AtomicBool>,
@@ -261,6 +263,7 @@ impl ServerState {
         gate.serve::<QueryPartition, _, _>(&mut endpoint, addr.clone());
         gate.serve::<CreateApp, _, _>(&mut endpoint, addr.clone());
         gate.serve::<DropApp, _, _>(&mut endpoint, addr.clone());
+        gate.serve::<RecallApp, _, _>(&mut endpoint, addr.clone());
         gate.serve::<ListApps, _, _>(&mut endpoint, addr.clone());
         gate.serve::<QueryConfig, _, _>(&mut endpoint, addr.clone());
         gate.serve::<ListNodes, _, _>(&mut endpoint, addr.clone());

@@ -170,6 +170,92 @@ impl Handler<Inbound<DropApp>> for ServerState {
     }
 }
 
+impl ServerState {
+    /// The dropped table `req` brings back, as it will be: checked, not changed yet.
+    fn recalled(&self, req: &RecallApp) -> WireResult<AppState> {
+        self.check_loaded()?;
+        self.check_not_blind()?;
+        let app = self.apps.get(&req.app_id).ok_or_else(|| {
+            err(
+                ErrorCode::ERR_APP_NOT_EXIST,
+                format!(
+                    "no table has app id {} (ls -a lists dropped tables with their ids)",
+                    req.app_id
+                ),
+            )
+        })?;
+        if app.info.status != AppStatus::Dropped {
+            return Err(err(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                format!("table {} (app id {}) is not dropped", app.info.app_name, req.app_id),
+            ));
+        }
+        let dropped_for = self
+            .params
+            .clock
+            .wall_secs()
+            .saturating_sub(app.info.drop_time_secs.unwrap_or(0));
+        let hold = self.params.hold_dropped.as_secs();
+        if dropped_for > hold {
+            return Err(err(
+                ErrorCode::ERR_INVALID_PARAMETERS,
+                format!(
+                    "table {} was dropped {dropped_for} s ago, longer than meta_server.hold_seconds_for_dropped_app ({hold} s): its replicas may be gone",
+                    app.info.app_name
+                ),
+            ));
+        }
+        let name = req.new_name.clone().unwrap_or_else(|| app.info.app_name.clone());
+        if self.find_available(&name).is_some() {
+            return Err(err(
+                ErrorCode::ERR_APP_EXIST,
+                format!("a table named {name} exists; recall {} NEW_NAME", req.app_id),
+            ));
+        }
+        let mut app = app.clone();
+        app.info.app_name = name;
+        app.info.status = AppStatus::Available;
+        app.info.drop_time_secs = None;
+        Ok(app)
+    }
+}
+
+impl Handler<Inbound<RecallApp>> for ServerState {
+    type Result = ResponseFuture<WireResult<AppInfo>>;
+
+    /// The partitions keep the configurations they had when the table was dropped; the replica
+    /// servers named there open the replicas they set aside.
+    fn handle(&mut self, Inbound(req): Inbound<RecallApp>, ctx: &mut Self::Context) -> Self::Result {
+        let app = match self.recalled(&req) {
+            Ok(app) => app,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let ops = vec![self.layout.set_app_op(&app.info)];
+        let applied = self.persist_then(ctx, ops, move |act, ctx| {
+            info!(app_id = app.info.app_id, name = %app.info.app_name, "table recalled");
+            let pushes = app
+                .partitions
+                .iter()
+                .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
+                .collect::<Vec<_>>();
+            let info = app.info.clone();
+            act.apps.insert(app.info.app_id, app);
+            act.refresh_metrics();
+            act.schedule_cure(ctx);
+            (info, pushes)
+        });
+        let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
+        Box::pin(async move {
+            let (info, pushes) = applied
+                .await
+                .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
+            // Replica servers that miss this learn it from their next config sync.
+            actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
+            Ok(info)
+        })
+    }
+}
+
 impl Handler<Inbound<ListApps>> for ServerState {
     type Result = WireResult<Vec<AppState>>;
 

@@ -215,6 +215,7 @@ pub async fn start_meta(
             max_adds_per_node: meta.add_secondary_max_count_for_one_node,
         },
         maintenance_max: Duration::from_secs(meta.maintenance_max_seconds),
+        hold_dropped: Duration::from_secs(meta.hold_seconds_for_dropped_app),
         freeze: FreezeRule {
             min_live_node_count_for_unfreeze: meta.min_live_node_count_for_unfreeze,
             node_live_percentage_threshold_for_update: meta.node_live_percentage_threshold_for_update,

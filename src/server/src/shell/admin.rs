@@ -51,6 +51,14 @@ impl Shell {
         Ok(format!("drop app {name} succeed\n"))
     }
 
+    pub(super) fn recall(&mut self, app_id: u32, new_name: Option<String>) -> Result<String, String> {
+        let info = self.block(self.client.meta(aerie_proto::meta::RecallApp { app_id, new_name }))?;
+        Ok(format!(
+            "recall app {} (app id {app_id}) succeed; its {} partitions reopen from the replicas set aside at the drop\n",
+            info.app_name, info.partition_count
+        ))
+    }
+
     pub(super) fn ls(&mut self, detailed: bool, all: bool, out: &OutputArgs) -> Result<String, String> {
         let apps = self.block(self.client.list_tables(all))?;
         let mut report = Report::default();

@@ -79,6 +79,8 @@ pub enum ShellCommand {
     },
     /// Drop a table.
     Drop { name: String },
+    /// Bring back a dropped table (by its app id, as `ls -a` lists it), optionally renamed.
+    Recall { app_id: u32, new_name: Option<String> },
     /// List tables.
     Ls {
         /// Add the health of every table.
@@ -407,6 +409,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "offline_node",
     "propose",
     "quit",
+    "recall",
     "recover",
     "remote_command",
     "remove_node",

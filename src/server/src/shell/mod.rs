@@ -68,6 +68,7 @@ impl Shell {
                 replicas,
             } => self.create(&name, partitions, replicas),
             C::Drop { name } => self.drop_table(&name),
+            C::Recall { app_id, new_name } => self.recall(app_id, new_name),
             C::Ls { detailed, all, out } => self.ls(detailed, all, &out),
             C::App { name, detailed, out } => self.app(&name, detailed, &out),
             C::Nodes { detailed, status, out } => self.nodes(detailed, status, &out),
