@@ -271,9 +271,10 @@ pub fn preflight(state: &ClusterState<'_>, rolling: &[NodeAddr], exempt: Option<
     }
     for table in state.tables {
         let name = &table.info.app_name;
-        if table.info.max_replica_count < 2 {
+        if table.info.max_replica_count < 3 {
             problems.push(format!(
-                "table {name} keeps one replica per partition: its partitions cannot move off a node, so a restart fails their requests"
+                "table {name} keeps {} replica(s) per partition: a node cannot leave its partitions without stopping their writes (two replicas must take each write), so a restart fails requests",
+                table.info.max_replica_count
             ));
             continue;
         }

@@ -145,7 +145,7 @@ fn the_pre_flight_names_every_reason_to_refuse() {
         "127.0.0.1:5 is not a replica server",
         "127.0.0.1:4 is UNALIVE",
         "127.0.0.1:2 is in maintenance already",
-        "table one keeps one replica",
+        "table one keeps 1 replica(s) per partition",
         "table t: 1 of 2 partitions not fully healthy: 1.1 (2 of 3 replicas)",
         "meta level in force is fl_freezed",
         "2 move(s) under way",
