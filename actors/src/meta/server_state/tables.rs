@@ -144,29 +144,8 @@ impl Handler<Inbound<DropApp>> for ServerState {
         };
         app.info.status = AppStatus::Dropped;
         app.info.drop_time_secs = Some(self.params.clock.wall_secs());
-        let ops = vec![self.layout.set_app_op(&app.info)];
-        let applied = self.persist_then(ctx, ops, move |act, _| {
-            info!(app_id = app.info.app_id, name = %app.info.app_name, "table dropped");
-            let pushes = app
-                .partitions
-                .iter()
-                .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
-                .collect::<Vec<_>>();
-            let app_id = app.info.app_id;
-            act.adding.retain(|gpid, _| gpid.app_id != app_id);
-            act.data_bytes.retain(|gpid, _| gpid.app_id != app_id);
-            act.apps.insert(app_id, app);
-            pushes
-        });
-        let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
-        Box::pin(async move {
-            let pushes = applied
-                .await
-                .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
-            // Replica servers that miss this learn it from their next config sync.
-            actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
-            Ok(())
-        })
+        let changed = self.store_app_status(app, ctx);
+        Box::pin(async move { changed.await.map(|_| ()) })
     }
 }
 
@@ -230,29 +209,42 @@ impl Handler<Inbound<RecallApp>> for ServerState {
             Ok(app) => app,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        Box::pin(self.store_app_status(app, ctx))
+    }
+}
+
+impl ServerState {
+    /// Stores a table whose status changed (dropped or recalled), then tells the replica servers
+    /// of its partitions (those that miss it learn it from their next config sync).
+    fn store_app_status(
+        &mut self,
+        app: AppState,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = WireResult<AppInfo>> + 'static {
         let ops = vec![self.layout.set_app_op(&app.info)];
         let applied = self.persist_then(ctx, ops, move |act, ctx| {
-            info!(app_id = app.info.app_id, name = %app.info.app_name, "table recalled");
+            info!(app_id = app.info.app_id, name = %app.info.app_name, status = %app.info.status, "table status changed");
             let pushes = app
                 .partitions
                 .iter()
                 .flat_map(|p| act.pushes_for_partition(&app.info, p, []))
                 .collect::<Vec<_>>();
             let info = app.info.clone();
-            act.apps.insert(app.info.app_id, app);
+            act.adding.retain(|gpid, _| gpid.app_id != info.app_id);
+            act.data_bytes.retain(|gpid, _| gpid.app_id != info.app_id);
+            act.apps.insert(info.app_id, app);
             act.refresh_metrics();
             act.schedule_cure(ctx);
             (info, pushes)
         });
         let (network, timeout) = (self.params.network.clone(), self.params.rpc_timeout);
-        Box::pin(async move {
+        async move {
             let (info, pushes) = applied
                 .await
                 .map_err(|_| err(ErrorCode::ERR_INVALID_STATE, "the meta server stopped"))??;
-            // Replica servers that miss this learn it from their next config sync.
             actix::spawn(push_configs(network, pushes, timeout).map(|_| ()));
             Ok(info)
-        })
+        }
     }
 }
 

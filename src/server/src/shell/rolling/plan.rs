@@ -34,15 +34,7 @@ impl Role {
     /// The steps of one process of this role, in order.
     pub fn steps(self) -> &'static [Step] {
         match self {
-            Role::Replica => &[
-                Step::MaintenanceOn,
-                Step::Migrated,
-                Step::Downgraded,
-                Step::Closed,
-                Step::Restarted,
-                Step::Healthy,
-                Step::Done,
-            ],
+            Role::Replica => &Step::ALL,
             Role::Meta | Role::Collector => &[Step::Restarted, Step::Healthy, Step::Done],
         }
     }
@@ -81,6 +73,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in the order a replica server goes through them.
+    const ALL: [Step; 7] = [
+        Step::MaintenanceOn,
+        Step::Migrated,
+        Step::Downgraded,
+        Step::Closed,
+        Step::Restarted,
+        Step::Healthy,
+        Step::Done,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Step::MaintenanceOn => "maintenance-on",
@@ -94,17 +97,7 @@ impl Step {
     }
 
     fn parse(text: &str) -> Option<Step> {
-        [
-            Step::MaintenanceOn,
-            Step::Migrated,
-            Step::Downgraded,
-            Step::Closed,
-            Step::Restarted,
-            Step::Healthy,
-            Step::Done,
-        ]
-        .into_iter()
-        .find(|s| s.name() == text)
+        Step::ALL.into_iter().find(|s| s.name() == text)
     }
 }
 
