@@ -155,6 +155,21 @@ async fn a_node_gives_up_its_primaries_then_its_secondaries_without_a_failed_wri
     let app = wait_fully_healthy(&admin, "drain", Duration::from_secs(120)).await;
     assert!(app.partitions.iter().all(|c| c.is_member(node)), "{app:?}");
     assert_replicas_identical(&admin, &app).await;
+
+    // A partition whose only replica is on the node cannot move: named, with the reason.
+    admin.create_table("lonely", 1, 1).await.unwrap();
+    let lonely = wait_fully_healthy(&admin, "lonely", Duration::from_secs(60)).await;
+    let holder = lonely.partitions[0].primary.unwrap();
+    let out = cluster.shell_exec(&format!("migrate_node -n {holder}"));
+    assert!(
+        !out.success
+            && out.stderr.contains(&format!(
+                "{}: it has no secondary to take over",
+                lonely.partitions[0].gpid
+            )),
+        "{out:?}"
+    );
+    admin.drop_table("lonely").await.unwrap();
 }
 
 /// The number in `name=N` of a log line.
