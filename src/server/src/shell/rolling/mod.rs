@@ -256,9 +256,11 @@ impl Roll {
             self.template(target.role)?;
         }
         if self.progress.level_before.is_none() {
+            // Checks the cluster itself, and leaves it as it was if the check fails.
             self.hold_level_steady(&targets)?;
+        } else {
+            self.check_cluster(&targets)?;
         }
-        self.check_cluster(&targets)?;
         let total = targets.len();
         let mut times = Vec::new();
         for (i, target) in targets.iter().enumerate() {
