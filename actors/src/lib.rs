@@ -2,6 +2,7 @@
 //! `Replica`. Decision logic (placement, the prepare list) is pure and lives next to the actor that
 //! uses it; the actors are thin adapters that carry out what it decides.
 
+pub mod collector;
 pub mod commands;
 pub mod lease;
 pub mod meta;

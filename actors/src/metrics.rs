@@ -2,9 +2,9 @@
 //! carry a `node` label because `--role all` runs several replica servers in one process.
 
 use prometheus::{
-    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec,
+    exponential_buckets, register_counter_vec, register_gauge_vec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, CounterVec, GaugeVec, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::LazyLock;
 
@@ -20,8 +20,8 @@ pub static REPLICA_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static REPLICA_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "aerie_replica_request_duration_seconds",
-        "Time from a client request's arrival at the primary to its answer, by operation.",
-        &["op"],
+        "Time from a client request's arrival at the primary to its answer, by table and operation.",
+        &["table", "op"],
         exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets")
     )
     .expect("metric registers once")
@@ -136,8 +136,8 @@ pub static META_PARTITIONS: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static META_PARTITION_HEALTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "aerie_meta_partitions_by_health",
-        "Partitions of available tables by health class.",
-        &["health"]
+        "Partitions of each available table by health class.",
+        &["table", "health"]
     )
     .expect("metric registers once")
 });
@@ -193,3 +193,121 @@ pub static META_SELF_FREEZES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static ROCKSDB_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_rocksdb_size_bytes",
+        "RocksDB sizes summed over a replica server's replicas: memtables, SST files, and the bytes compaction is estimated to rewrite.",
+        &["node", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+pub static ROCKSDB_WRITE_STOPPED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_rocksdb_stalled_replicas",
+        "Replicas whose RocksDB stops or slows writes right now (too many L0 files, memtables or pending compaction bytes).",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static ROCKSDB_STALL_SECONDS: LazyLock<CounterVec> = LazyLock::new(|| {
+    register_counter_vec!(
+        "aerie_rocksdb_write_stall_seconds_total",
+        "Time writes spent stalled by RocksDB, summed over a replica server's replicas.",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static ROCKSDB_BLOCK_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aerie_rocksdb_block_cache_lookups_total",
+        "Block cache lookups of a replica server's replicas, by outcome (hit, miss).",
+        &["node", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static ROCKSDB_BLOCK_CACHE_USAGE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_rocksdb_block_cache_usage_bytes",
+        "Bytes in the block cache the replica servers of this process share.",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DISK_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_replica_disk_bytes",
+        "Capacity and available bytes of the file system of each data dir.",
+        &["node", "dir", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_NODE_ALIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_meta_node_alive",
+        "Whether the meta server sees each replica server it knows alive (1) or not (0).",
+        &["node"]
+    )
+    .expect("metric registers once")
+});
+
+pub static META_WORK_IN_PROGRESS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aerie_meta_work_in_progress",
+        "Partitions with work under way: moves (balancer and operator) and secondaries being added (learning).",
+        &["kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Makes the meta server's labelled counters exist at zero before the first event, so that a rate
+/// or an increase over them sees it begin.
+pub fn register_meta_series() {
+    for action in [
+        "assign_primary",
+        "downgrade_to_secondary",
+        "upgrade_to_primary",
+        "drop_primary",
+        "add_secondary",
+        "remove_secondary",
+    ] {
+        for outcome in ["taken", "held_back"] {
+            META_CURE_ACTIONS.with_label_values(&[action, outcome]);
+        }
+    }
+    for outcome in ["ok", "ambiguous", "failed"] {
+        META_STORE_WRITES.with_label_values(&[outcome]);
+    }
+    for kind in ["move_pri", "copy_pri", "copy_sec"] {
+        for outcome in ["done", "given_up"] {
+            META_BALANCE_MOVES.with_label_values(&[kind, outcome]);
+        }
+    }
+    META_SELF_FREEZES.get();
+    for kind in ["moves", "adding_secondaries"] {
+        META_WORK_IN_PROGRESS.with_label_values(&[kind]).set(0);
+    }
+}
+
+/// The same for one replica server's series.
+pub fn register_replica_series(node: &str) {
+    for source in ["cache", "log", "checkpoint"] {
+        LEARN_ROUNDS.with_label_values(&[node, source]);
+        LEARN_BYTES.with_label_values(&[node, source]);
+    }
+    LEARN_COMPLETED.with_label_values(&[node]);
+    LOG_WRITTEN_BYTES.with_label_values(&[node]);
+    LOG_GROUP_COMMITS.with_label_values(&[node]);
+    for role in ["primary", "secondary", "inactive", "learner"] {
+        REPLICA_COUNT.with_label_values(&[node, role]);
+    }
+    for role in ["primary", "secondary"] {
+        MUTATIONS_COMMITTED.with_label_values(&[node, role]);
+    }
+}

@@ -22,10 +22,13 @@ async fn metrics_and_health_on_every_role() {
     assert_eq!(sample(&meta, "aerie_meta_tables "), 1.0, "{meta}");
     assert_eq!(sample(&meta, "aerie_meta_partitions "), 4.0);
     assert_eq!(sample(&meta, "aerie_meta_nodes{status=\"alive\"}"), 3.0);
+    for node in &cluster.replica_addrs {
+        assert_eq!(sample(&meta, &format!("aerie_meta_node_alive{{node=\"{node}\"}}")), 1.0);
+    }
     assert_eq!(
         Some(sample(
             &meta,
-            "aerie_meta_partitions_by_health{health=\"fully_healthy\"}"
+            "aerie_meta_partitions_by_health{health=\"fully_healthy\",table=\"m\"}"
         )),
         Some(4.0)
     );
@@ -73,7 +76,7 @@ async fn metrics_and_health_on_every_role() {
             &format!("aerie_replica_replicas{{node=\"{node}\",role=\"secondary\"}}"),
         );
         assert!(
-            text.contains("aerie_replica_request_duration_seconds_bucket{op=\"put\""),
+            text.contains("aerie_replica_request_duration_seconds_bucket{op=\"put\",table=\"m\""),
             "{text}"
         );
     }

@@ -189,6 +189,8 @@ mod tests {
             data_bytes: 0,
             file_count: 0,
             op_counts: Default::default(),
+            read_bytes: 0,
+            write_bytes: 0,
             broken: None,
         }
     }

@@ -4,7 +4,7 @@
 //! log GC and the replica's lifecycle live here; learning in `learner.rs` and `learn_primary.rs`.
 
 use super::core::{CoreOptions, Gate, ReplicaCore, Restored, WaiterId};
-use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
+use super::messages::{Close, GetEngineStats, GetInfo, LeaseExpired, UpdateConfig};
 use super::pipelines::{ApplyPipeline, LogPipeline};
 use super::storage::{ManifestWriter, OpenedReplica, ReplicaManifest};
 use super::validate::{validate_read, Limits};
@@ -82,6 +82,8 @@ pub(super) struct WriteWaiter {
     pub tx: oneshot::Sender<WireResult<WriteResult>>,
     pub kind: &'static str,
     pub started: Instant,
+    /// What the write carries, counted when it is answered.
+    pub bytes: u64,
 }
 
 pub struct Replica {
@@ -89,8 +91,8 @@ pub struct Replica {
     pub(super) gpid: Gpid,
     pub(super) me: NodeAddr,
     pub(super) node_label: String,
-    /// Client requests served, by kind (`app_stat`); since the replica opened.
-    op_counts: std::cell::RefCell<std::collections::BTreeMap<&'static str, u64>>,
+    /// Client requests served, by kind, and their bytes (`app_stat`); since the replica opened.
+    served: std::cell::RefCell<super::served::Served>,
     pub(super) app: AppInfo,
     pub(super) dir: PathBuf,
     /// The RocksDB directory in use, inside `dir`.
@@ -142,7 +144,7 @@ impl Replica {
             gpid,
             me,
             node_label: me.to_string(),
-            op_counts: Default::default(),
+            served: Default::default(),
             app,
             dir: opened.dir.clone(),
             data_dir,
@@ -187,10 +189,33 @@ impl Replica {
         }
     }
 
-    pub(super) fn record_request(&self, kind: &'static str, started: Instant, outcome: &WireResult<impl Sized>) {
+    pub(super) fn record_read(&self, kind: &'static str, started: Instant, outcome: &WireResult<ReadResult>) {
+        let bytes = outcome.as_ref().map_or(0, ReadResult::payload_bytes);
+        self.record_request(kind, started, outcome, bytes, false);
+    }
+
+    /// Counts a write answered; `bytes` is what it carried (`WriteOp::payload_bytes`).
+    pub(super) fn record_write(
+        &self,
+        kind: &'static str,
+        started: Instant,
+        outcome: &WireResult<impl Sized>,
+        bytes: u64,
+    ) {
+        self.record_request(kind, started, outcome, bytes, true);
+    }
+
+    fn record_request(
+        &self,
+        kind: &'static str,
+        started: Instant,
+        outcome: &WireResult<impl Sized>,
+        bytes: u64,
+        write: bool,
+    ) {
         let outcome = match outcome {
             Ok(_) => {
-                *self.op_counts.borrow_mut().entry(kind).or_default() += 1;
+                self.served.borrow_mut().record(kind, bytes, write);
                 "ok"
             }
             Err(e) => e.code.name(),
@@ -199,7 +224,7 @@ impl Replica {
             .with_label_values(&[&self.node_label, kind, outcome])
             .inc();
         REPLICA_REQUEST_SECONDS
-            .with_label_values(&[kind])
+            .with_label_values(&[&self.app.app_name, kind])
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -301,6 +326,14 @@ impl Handler<UpdateConfig> for Replica {
     }
 }
 
+impl Handler<GetEngineStats> for Replica {
+    type Result = MessageResult<GetEngineStats>;
+
+    fn handle(&mut self, _: GetEngineStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.gpid, self.engine.stats()))
+    }
+}
+
 impl Handler<GetInfo> for Replica {
     type Result = MessageResult<GetInfo>;
 
@@ -321,12 +354,9 @@ impl Handler<GetInfo> for Replica {
             data_dir: self.dir.display().to_string(),
             data_bytes: self.engine.data_bytes(),
             file_count: self.engine.file_count(),
-            op_counts: self
-                .op_counts
-                .borrow()
-                .iter()
-                .map(|(kind, n)| (kind.to_string(), *n))
-                .collect(),
+            op_counts: self.served.borrow().op_counts(),
+            read_bytes: self.served.borrow().read_bytes,
+            write_bytes: self.served.borrow().write_bytes,
             broken: self.core.broken().map(str::to_string),
         })
     }
@@ -349,7 +379,7 @@ impl Handler<Inbound<ClientRead>> for Replica {
         });
         if let Err(e) = checked {
             let result = Err(e);
-            self.record_request(kind, started, &result);
+            self.record_read(kind, started, &result);
             return Box::pin(fut::ready(result));
         }
         if matches!(req.op, ReadOp::Get { .. } | ReadOp::Ttl { .. }) {
@@ -359,7 +389,7 @@ impl Handler<Inbound<ClientRead>> for Replica {
                 .engine
                 .read(&req.op, wall_secs_now())
                 .map_err(|e| WireError::new(ErrorCode::ERR_STORAGE, e.to_string()));
-            self.record_request(kind, started, &result);
+            self.record_read(kind, started, &result);
             return Box::pin(fut::ready(result));
         }
         let engine = self.engine.clone();
@@ -370,7 +400,7 @@ impl Handler<Inbound<ClientRead>> for Replica {
                 Ok(Err(e)) => Err(WireError::new(ErrorCode::ERR_STORAGE, e.to_string())),
                 Err(e) => Err(WireError::new(ErrorCode::ERR_STORAGE, format!("read task failed: {e}"))),
             };
-            act.record_request(kind, started, &result);
+            act.record_read(kind, started, &result);
             result
         }))
     }

@@ -25,6 +25,13 @@ impl Message for GetInfo {
     type Result = ReplicaInfo;
 }
 
+/// The replica's RocksDB figures.
+pub struct GetEngineStats;
+
+impl Message for GetEngineStats {
+    type Result = (aerie_common::Gpid, aerie_storage::EngineStats);
+}
+
 /// Stop serving, sync the log, flush memtables, and stop the actor.
 pub struct Close;
 

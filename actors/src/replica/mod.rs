@@ -4,6 +4,7 @@
 mod actor;
 mod commands;
 pub mod core;
+mod engine_export;
 pub mod learn_plan;
 mod learn_primary;
 mod learner;
@@ -15,6 +16,7 @@ pub mod node_log;
 mod pipelines;
 pub mod prepare_list;
 mod reconfigure;
+mod served;
 pub mod storage;
 mod stub;
 pub mod validate;

@@ -17,9 +17,10 @@
 //! two configuration messages can never race to create the same replica.
 
 use super::actor::{Replica, ReplicaOptions};
+use super::engine_export::EngineExport;
 use super::learner::BeginLearning;
 use super::lease_keeper::{LeaseGranted, LeaseKeeper, LeaseLost};
-use super::messages::{Close, GetInfo, LeaseExpired, UpdateConfig};
+use super::messages::{Close, GetEngineStats, GetInfo, LeaseExpired, UpdateConfig};
 use super::node_log::NodeLog;
 use super::storage::{
     create_replica, list_replica_dirs, open_replica, replica_dir, restore_set_aside, set_aside, OpenedReplica,
@@ -34,8 +35,10 @@ use aerie_proto::replica::{
     AddLearner, ClientRead, ClientWrite, ConfigUpdate, GroupCheck, Prepare, QueryReplicas, ReplicaChecksum, ReplicaInfo,
 };
 use aerie_rpc::{Endpoint, Inbound, Network, RemoteFailure};
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -131,6 +134,7 @@ pub struct ReplicaStub {
     sync_again: bool,
     /// Per data dir, its group-commit stream (or why it could not be opened).
     node_logs: Vec<Result<Arc<NodeLog>, String>>,
+    engine_export: Rc<RefCell<EngineExport>>,
 }
 
 /// Close every replica (log synced, memtables flushed) and stop.
@@ -139,6 +143,9 @@ pub struct Shutdown;
 impl Message for Shutdown {
     type Result = ();
 }
+
+/// How often RocksDB's figures and disk space are exported.
+const ENGINE_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How soon a failed config sync is tried again.
 const SYNC_RETRY: Duration = Duration::from_secs(1);
@@ -149,7 +156,10 @@ fn mailbox_error(e: MailboxError) -> WireError {
 
 impl ReplicaStub {
     pub fn new(params: ReplicaStubParams) -> Self {
+        crate::metrics::register_replica_series(&params.me.to_string());
+        let engine_export = EngineExport::new(params.me.to_string(), params.data_dirs.clone());
         ReplicaStub {
+            engine_export: Rc::new(RefCell::new(engine_export)),
             params,
             router: Router::default(),
             replicas: HashMap::new(),
@@ -162,6 +172,21 @@ impl ReplicaStub {
             sync_again: false,
             node_logs: Vec::new(),
         }
+    }
+
+    /// Asks every replica for its RocksDB figures and exports them with the data dirs' disk space.
+    fn export_engine_stats(&self) {
+        let asks: Vec<_> = self.replicas.values().map(|r| r.addr.send(GetEngineStats)).collect();
+        let export = self.engine_export.clone();
+        let cache_usage = self.params.options.engine_options.block_cache.get_usage();
+        actix::spawn(async move {
+            let stats: Vec<_> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+            export.borrow_mut().export(&stats, cache_usage);
+        });
     }
 
     pub fn router(&self) -> Router {
@@ -612,6 +637,8 @@ impl Actor for ReplicaStub {
             )
             .start();
             ctx.run_interval(act.params.config_sync_interval, |act, ctx| act.sync_config(ctx));
+            act.export_engine_stats();
+            ctx.run_interval(ENGINE_EXPORT_INTERVAL, |act, _| act.export_engine_stats());
             let sync_soon = act.params.options.sync_soon.clone();
             let me = ctx.address();
             actix::spawn(async move {

@@ -47,7 +47,7 @@ impl Replica {
                 }
                 Effect::AnswerWrite { waiter, answer } => {
                     if let Some(waiter) = self.write_waiters.remove(&waiter) {
-                        self.record_request(waiter.kind, waiter.started, &answer);
+                        self.record_write(waiter.kind, waiter.started, &answer, waiter.bytes);
                         let _ = waiter.tx.send(answer);
                     }
                 }
@@ -199,6 +199,7 @@ impl Handler<Inbound<ClientWrite>> for Replica {
     fn handle(&mut self, Inbound(req): Inbound<ClientWrite>, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let kind = req.op.kind();
+        let bytes = req.op.payload_bytes() as u64;
         if let Err(e) = validate_write(
             &req.op,
             self.gpid,
@@ -207,7 +208,7 @@ impl Handler<Inbound<ClientWrite>> for Replica {
             &self.options.limits,
         ) {
             let result = Err(e);
-            self.record_request(kind, started, &result);
+            self.record_write(kind, started, &result, bytes);
             return Box::pin(async move { result });
         }
         let applied = match &req.request {
@@ -220,7 +221,15 @@ impl Handler<Inbound<ClientWrite>> for Replica {
         };
         let waiter = self.next_token();
         let (tx, rx) = oneshot::channel();
-        self.write_waiters.insert(waiter, WriteWaiter { tx, kind, started });
+        self.write_waiters.insert(
+            waiter,
+            WriteWaiter {
+                tx,
+                kind,
+                started,
+                bytes,
+            },
+        );
         let effects = self
             .core
             .client_write(waiter, req.request, req.op, applied, &self.gate(), wall_secs_now());

@@ -51,14 +51,20 @@ pub(crate) struct ClientInner {
 
 impl Client {
     pub fn new(metas: Vec<NodeAddr>, options: ClientOptions) -> WireResult<Client> {
+        let network = Network::new(options.network.clone())
+            .map_err(|e| WireError::new(ErrorCode::ERR_UNKNOWN, format!("cannot start the network runtime: {e}")))?;
+        Client::with_network(metas, options, network)
+    }
+
+    /// A client on a network the caller already runs (a server process's own); `options.network`
+    /// is not used.
+    pub fn with_network(metas: Vec<NodeAddr>, options: ClientOptions, network: Network) -> WireResult<Client> {
         if metas.is_empty() {
             return Err(WireError::new(
                 ErrorCode::ERR_INVALID_PARAMETERS,
                 "no meta server address given",
             ));
         }
-        let network = Network::new(options.network.clone())
-            .map_err(|e| WireError::new(ErrorCode::ERR_UNKNOWN, format!("cannot start the network runtime: {e}")))?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 network,

@@ -41,6 +41,14 @@ pub fn wall_secs_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Current Unix time in milliseconds.
+pub fn wall_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A clock that only moves when told to.
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {

@@ -220,12 +220,36 @@ impl ReplicationConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorConfig {
     pub address: String,
+    /// The probe table: created by the collector if missing, one probe key per partition.
+    pub available_detect_app: String,
+    /// Partitions of the probe table when the collector creates it.
+    pub available_detect_partition_count: u32,
+    /// Seconds between probe rounds (a set, then a get, on every partition of the probe table).
+    pub available_detect_interval_seconds: u64,
+    /// Bound on one probe call (the set, and the get, each), in milliseconds.
+    pub available_detect_timeout_ms: u64,
+    /// Failed probes in a row after which a partition is reported at warn.
+    pub available_detect_alert_fail_count: u32,
+    /// Seconds between gatherings of table statistics from the replica servers.
+    pub app_stat_interval_seconds: u64,
+    /// Score (standard deviations above the table's mean QPS, rounded up) that makes a round hot.
+    pub hot_partition_threshold: u32,
+    /// Hot rounds in a row after which a partition is reported hot.
+    pub occurrence_threshold: u32,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             address: "127.0.0.1:34101".into(),
+            available_detect_app: "__detect".into(),
+            available_detect_partition_count: 8,
+            available_detect_interval_seconds: 3,
+            available_detect_timeout_ms: 1_000,
+            available_detect_alert_fail_count: 30,
+            app_stat_interval_seconds: 10,
+            hot_partition_threshold: 3,
+            occurrence_threshold: 3,
         }
     }
 }
@@ -420,6 +444,34 @@ impl AerieConfig {
             .address
             .parse::<NodeAddr>()
             .map_err(|e| invalid("collector.address", e.to_string()))?;
+        let col = &self.collector;
+        if col.available_detect_app.is_empty() {
+            return Err(invalid("collector.available_detect_app", "name the probe table"));
+        }
+        if !(1..=1024).contains(&col.available_detect_partition_count) {
+            return Err(invalid(
+                "collector.available_detect_partition_count",
+                "must be within 1..=1024",
+            ));
+        }
+        for (key, value) in [
+            (
+                "collector.available_detect_interval_seconds",
+                col.available_detect_interval_seconds,
+            ),
+            ("collector.available_detect_timeout_ms", col.available_detect_timeout_ms),
+            ("collector.app_stat_interval_seconds", col.app_stat_interval_seconds),
+            (
+                "collector.available_detect_alert_fail_count",
+                col.available_detect_alert_fail_count.into(),
+            ),
+            ("collector.hot_partition_threshold", col.hot_partition_threshold.into()),
+            ("collector.occurrence_threshold", col.occurrence_threshold.into()),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.network.max_frame_bytes < 1024 || self.network.max_frame_bytes > 64 * 1024 * 1024 {
             return Err(invalid(
                 "network.max_frame_bytes",

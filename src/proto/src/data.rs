@@ -244,3 +244,21 @@ pub enum ReadResult {
         next: Option<(Vec<u8>, Vec<u8>)>,
     },
 }
+
+impl ReadResult {
+    /// Bytes of keys and values the answer carries (what table statistics count as read).
+    pub fn payload_bytes(&self) -> u64 {
+        let records = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| r.hash_key.len() + r.sort_key.len() + r.value.len())
+                .sum::<usize>()
+        };
+        let bytes = match self {
+            ReadResult::Value(value) => value.as_ref().map_or(0, Vec::len),
+            ReadResult::Records { records: r, .. } | ReadResult::ScanPage { records: r, .. } => records(r),
+            ReadResult::Count(_) | ReadResult::Ttl(_) => 8,
+        };
+        bytes as u64
+    }
+}

@@ -164,6 +164,12 @@ pub struct ReplicaInfo {
     /// `ReadOp::kind` name them), since it opened.
     #[serde(default)]
     pub op_counts: std::collections::BTreeMap<String, u64>,
+    /// Bytes of keys and values the replica's answers to reads carried, since it opened.
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// Bytes of keys and values of the writes it served, since it opened.
+    #[serde(default)]
+    pub write_bytes: u64,
     /// Why the replica is out of service, if it is (storage failed, or it could not be opened).
     #[serde(default)]
     pub broken: Option<String>,

@@ -60,6 +60,8 @@ impl EngineOptions {
 
 pub struct Engine {
     db: DB,
+    /// The options the DB opened with: they hold its statistics (tickers).
+    opts: Options,
     path: PathBuf,
     /// The client sessions as of the last applied decree (see `session.rs`).
     sessions: Mutex<SessionTable>,
@@ -105,6 +107,22 @@ impl Drop for OpenPath {
     }
 }
 
+/// What RocksDB reports of one replica's DB: sizes now, and tickers counted since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub memtable_bytes: u64,
+    pub sst_bytes: u64,
+    pub pending_compaction_bytes: u64,
+    /// Writes are stopped (too many L0 files, memtables or pending compaction bytes).
+    pub write_stopped: bool,
+    /// The rate writes are slowed to (bytes/s), 0 when they are not.
+    pub delayed_write_rate: u64,
+    /// Time writes spent stalled.
+    pub stall_micros: u64,
+    pub block_cache_hits: u64,
+    pub block_cache_misses: u64,
+}
+
 /// A digest of a replica's data at its applied decree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaChecksum {
@@ -129,6 +147,8 @@ impl Engine {
         opts.set_keep_log_file_num(2);
         opts.set_max_open_files(options.max_open_files);
         opts.set_max_log_file_size(8 * 1024 * 1024);
+        opts.enable_statistics();
+        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptTimers);
         opts.set_compaction_filter("aerie_ttl", |_level: u32, key: &[u8], value: &[u8]| {
             if key.starts_with(&META_PREFIX) {
                 return CompactionDecision::Keep;
@@ -147,6 +167,7 @@ impl Engine {
         let sessions = load_sessions(&db, path)?;
         Ok(Engine {
             db,
+            opts,
             path: path.to_path_buf(),
             sessions: Mutex::new(sessions),
             _open: open,
@@ -236,6 +257,22 @@ impl Engine {
 
     /// Approximate bytes of data: SST files on disk plus the memtables not flushed yet (what a
     /// checkpoint copy of this replica would move). Read from RocksDB's counters, no I/O.
+    /// RocksDB's own figures that an operator watches (see [`EngineStats`]).
+    pub fn stats(&self) -> EngineStats {
+        use rocksdb::statistics::Ticker;
+        let int = |p: &rocksdb::properties::PropName| self.db.property_int_value(p).ok().flatten().unwrap_or(0);
+        EngineStats {
+            memtable_bytes: int(rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES),
+            sst_bytes: int(rocksdb::properties::TOTAL_SST_FILES_SIZE),
+            pending_compaction_bytes: int(rocksdb::properties::ESTIMATE_PENDING_COMPACTION_BYTES),
+            write_stopped: int(rocksdb::properties::IS_WRITE_STOPPED) != 0,
+            delayed_write_rate: int(rocksdb::properties::ACTUAL_DELAYED_WRITE_RATE),
+            stall_micros: self.opts.get_ticker_count(Ticker::StallMicros),
+            block_cache_hits: self.opts.get_ticker_count(Ticker::BlockCacheHit),
+            block_cache_misses: self.opts.get_ticker_count(Ticker::BlockCacheMiss),
+        }
+    }
+
     pub fn data_bytes(&self) -> u64 {
         [
             rocksdb::properties::TOTAL_SST_FILES_SIZE,

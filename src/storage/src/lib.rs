@@ -21,7 +21,7 @@ mod log_gc;
 pub mod session;
 pub mod shared_log;
 
-pub use engine::{Engine, EngineOptions, ReplicaChecksum};
+pub use engine::{Engine, EngineOptions, EngineStats, ReplicaChecksum};
 pub use error::StorageError;
 pub use log::{encode_payload, EncodedRecord, LogItem, LogOptions, LogRecord, LogSnapshot, MutationLog, ReplayedLog};
 pub use log_gc::collect_log_garbage;

@@ -36,8 +36,8 @@ use super::level::{effective_level, FreezeRule};
 use super::persist::{LoadedState, StoreLayout};
 use super::placement::NodeLoad;
 use crate::metrics::{
-    META_LEADER, META_LEVEL, META_NODES, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV,
-    META_SELF_FREEZES, META_STORE_AVAILABLE, META_STORE_WRITES, META_TABLES,
+    META_LEADER, META_LEVEL, META_NODES, META_NODE_ALIVE, META_PARTITIONS, META_PARTITION_HEALTH, META_REPLICA_STDDEV,
+    META_SELF_FREEZES, META_STORE_AVAILABLE, META_STORE_WRITES, META_TABLES, META_WORK_IN_PROGRESS,
 };
 use actix::prelude::*;
 use aerie_common::MetaLevel;
@@ -422,21 +422,35 @@ impl ServerState {
     fn refresh_metrics(&self) {
         let apps: Vec<&AppState> = self.available_apps().collect();
         META_TABLES.set(apps.len() as i64);
-        let partitions: Vec<PartitionConfig> = apps.iter().flat_map(|a| a.partitions.iter().cloned()).collect();
-        META_PARTITIONS.set(partitions.len() as i64);
-        let health = HealthCounts::of(&partitions);
-        META_PARTITION_HEALTH
-            .with_label_values(&["fully_healthy"])
-            .set(health.fully_healthy as i64);
-        META_PARTITION_HEALTH
-            .with_label_values(&["unhealthy"])
-            .set(health.unhealthy as i64);
-        META_PARTITION_HEALTH
-            .with_label_values(&["write_unhealthy"])
-            .set(health.write_unhealthy as i64);
-        META_PARTITION_HEALTH
-            .with_label_values(&["read_unhealthy"])
-            .set(health.read_unhealthy as i64);
+        META_PARTITIONS.set(apps.iter().map(|a| a.partitions.len() as i64).sum());
+        META_PARTITION_HEALTH.reset();
+        for app in &apps {
+            let health = HealthCounts::of(&app.partitions);
+            let name = app.info.app_name.as_str();
+            for (class, count) in [
+                ("fully_healthy", health.fully_healthy),
+                ("unhealthy", health.unhealthy),
+                ("write_unhealthy", health.write_unhealthy),
+                ("read_unhealthy", health.read_unhealthy),
+            ] {
+                META_PARTITION_HEALTH
+                    .with_label_values(&[name, class])
+                    .set(count as i64);
+            }
+        }
+        META_NODE_ALIVE.reset();
+        let alive_set: BTreeSet<NodeAddr> = self.alive_nodes().collect();
+        for node in self.nodes.keys() {
+            META_NODE_ALIVE
+                .with_label_values(&[&node.to_string()])
+                .set(alive_set.contains(node) as i64);
+        }
+        META_WORK_IN_PROGRESS
+            .with_label_values(&["moves"])
+            .set(self.moves.len() as i64);
+        META_WORK_IN_PROGRESS
+            .with_label_values(&["adding_secondaries"])
+            .set(self.adding.len() as i64);
         let alive = self.alive_nodes().count() as i64;
         META_NODES.with_label_values(&["alive"]).set(alive);
         META_NODES
@@ -567,10 +581,14 @@ impl Actor for ServerState {
         if !self.loaded && self.params.leadership.is_leader() {
             self.load(ctx);
         }
+        crate::metrics::register_meta_series();
         ctx.run_interval(self.params.cure_interval, |act, ctx| act.run_cure(ctx));
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             META_LEADER.set(act.params.leadership.is_leader() as i64);
             META_STORE_AVAILABLE.set(act.params.store.health().is_ok() as i64);
+            if act.loaded {
+                act.refresh_metrics();
+            }
         });
     }
 }

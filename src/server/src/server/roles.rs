@@ -2,6 +2,7 @@
 
 use super::lock::DirLock;
 use actix::prelude::*;
+use aerie_actors::collector::{Collector, CollectorOptions, GetAppStat, GetProbeReport, GetServerStat};
 use aerie_actors::commands::CommandRegistry;
 use aerie_actors::meta::guardian::CureKnobs;
 use aerie_actors::meta::level::FreezeRule;
@@ -10,11 +11,13 @@ use aerie_actors::replica::validate::Limits;
 use aerie_actors::replica::{
     MetaLocator, ReplicaCommand, ReplicaOptions, ReplicaStub, ReplicaStubParams, Shutdown, REPLICA_COMMANDS,
 };
+use aerie_client::{Client, ClientOptions};
 use aerie_common::{Clock, NodeAddr, WireResult};
 use aerie_config::{AerieConfig, LogSyncMode, MetaStoreKind, ReplicationConfig};
 use aerie_metastore::zookeeper::election;
 use aerie_metastore::{EmbeddedStore, LeaderView, Leadership, MetaStore, ZkSession, ZookeeperStore};
 use aerie_proto::admin::{QueryServerInfo, RemoteCommand, ServerInfo};
+use aerie_proto::collector::{QueryAppStat, QueryProbes};
 use aerie_rpc::{Endpoint, HealthCheck, Network, ServerHandle};
 use aerie_storage::{EngineOptions, LogOptions};
 use anyhow::{Context, Result};
@@ -36,7 +39,7 @@ pub struct ProcessInfo {
 pub enum RoleCommands {
     Meta(Addr<ServerState>),
     Replica(Addr<ReplicaStub>),
-    Collector,
+    Collector(Addr<Collector>),
 }
 
 fn server_info_text(info: &ProcessInfo, me: NodeAddr) -> String {
@@ -94,10 +97,20 @@ pub fn command_registry(me: NodeAddr, info: &ProcessInfo, config: &AerieConfig, 
                 });
             }
         }
-        RoleCommands::Collector => {
-            registry.register("server-stat", "collector state", |_| async {
-                "collector: up (availability probes are not implemented yet)".to_string()
-            });
+        RoleCommands::Collector(collector) => {
+            registry.register(
+                "server-stat",
+                "probe rounds, availability, failing partitions",
+                move |_| {
+                    let collector = collector.clone();
+                    async move {
+                        collector
+                            .send(GetServerStat)
+                            .await
+                            .unwrap_or_else(|e| format!("ERR: {e}"))
+                    }
+                },
+            );
         }
     }
     registry
@@ -402,19 +415,44 @@ pub fn start_collector(
     network: &Network,
     info: &ProcessInfo,
 ) -> Result<(ServerHandle, HealthCheck)> {
-    let me: NodeAddr = config.collector.address.parse().expect("validated");
+    let col = &config.collector;
+    let me: NodeAddr = col.address.parse().expect("validated");
+    let client_options = ClientOptions {
+        timeout: Duration::from_millis(col.available_detect_timeout_ms),
+        meta_timeout: Duration::from_millis(config.network.rpc_timeout_ms),
+        network: Default::default(),
+    };
+    let client = Client::with_network(config.meta_server.server_list(), client_options, network.clone())
+        .map_err(|e| anyhow::anyhow!("collector: {e}"))?;
+    let collector = Collector::new(
+        client,
+        CollectorOptions {
+            probe_table: col.available_detect_app.clone(),
+            probe_partitions: col.available_detect_partition_count,
+            probe_interval: Duration::from_secs(col.available_detect_interval_seconds),
+            alert_fail_count: col.available_detect_alert_fail_count,
+            stat_interval: Duration::from_secs(col.app_stat_interval_seconds),
+            hot_threshold: col.hot_partition_threshold,
+            hot_occurrence: col.occurrence_threshold,
+        },
+    )
+    .start();
     let mut endpoint = Endpoint::new(me);
     add_admin(
         &mut endpoint,
         info,
-        command_registry(me, info, config, RoleCommands::Collector),
+        command_registry(me, info, config, RoleCommands::Collector(collector.clone())),
     );
-    let health: HealthCheck = Arc::new(|| {
-        (
-            true,
-            "collector: up (availability probes are not implemented yet)".to_string(),
-        )
+    let for_probes = collector.clone();
+    endpoint.handle::<QueryProbes, _, _>(move |_| {
+        let collector = for_probes.clone();
+        async move { collector.send(GetProbeReport).await.unwrap_or_default() }
     });
+    endpoint.handle::<QueryAppStat, _, _>(move |_| {
+        let collector = collector.clone();
+        async move { collector.send(GetAppStat).await.unwrap_or_default() }
+    });
+    let health: HealthCheck = Arc::new(|| (true, "collector: up".to_string()));
     let server = network
         .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (collector.address)"))?;

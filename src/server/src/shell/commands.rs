@@ -366,11 +366,15 @@ pub enum ShellCommand {
     /// Show a record's remaining time to live.
     Ttl { hash_key: String, sort_key: String },
     /// Requests served and storage, per table, or per partition of one table (-a), from each
-    /// partition's primary since its replica opened, with a total row.
+    /// partition's primary since its replica opened, with a total row. With -c, from the
+    /// collector's last gathering, with QPS, bytes per second and hot partitions.
     #[command(name = "app_stat")]
     AppStat {
         #[arg(short = 'a', long = "app_name")]
         app: Option<String>,
+        /// A collector's address (its `collector.address`).
+        #[arg(short = 'c', long = "collector")]
+        collector: Option<aerie_common::NodeAddr>,
         #[command(flatten)]
         out: OutputArgs,
     },

@@ -161,7 +161,7 @@ impl Shell {
             C::FullScan { max_count, no_value } => self.full_scan(max_count, no_value),
             C::CountData { detailed, out } => self.count_data(detailed, &out),
             C::Ttl { hash_key, sort_key } => self.ttl(&hash_key, &sort_key),
-            C::AppStat { app, out } => self.app_stat(app.as_deref(), &out),
+            C::AppStat { app, collector, out } => self.app_stat(app.as_deref(), collector, &out),
             C::Exit => Ok(String::new()),
         }
     }

@@ -1,6 +1,8 @@
 use super::*;
-use aerie_proto::meta::{AppInfo, AppStatus, PartitionConfig};
-use aerie_proto::replica::ReplicaStatus;
+use aerie_common::Gpid;
+use aerie_proto::meta::{AppInfo, AppState, AppStatus, PartitionConfig};
+use aerie_proto::replica::{ReplicaInfo, ReplicaStatus};
+use std::collections::BTreeMap;
 
 fn addr(port: u16) -> NodeAddr {
     format!("127.0.0.1:{port}").parse().unwrap()
@@ -57,6 +59,8 @@ fn info(app: &AppState, pidx: u32, puts: u64, gets: u64, bytes: u64) -> ReplicaI
         op_counts: [("put".to_string(), puts), ("get".to_string(), gets)]
             .into_iter()
             .collect(),
+        read_bytes: 0,
+        write_bytes: 0,
         broken: None,
     }
 }
@@ -71,16 +75,15 @@ fn each_partition_counts_what_its_primary_served_and_tables_add_up() {
     // A secondary's replica of the same partition does not count.
     reported.insert((addr(2), Gpid { app_id: 1, pidx: 0 }), info(&a, 0, 99, 99, 0));
     let tables = [a, b];
-    let stats = primary_stats(&tables, &reported);
-    assert_eq!(stats.len(), 3);
-    assert_eq!(
-        stats[0].1.as_ref().unwrap().counts[2],
-        10,
-        "PUT of 1.0 from its primary"
+    let stats = Sampler::default().sample(&tables, &reported, 0).0;
+    assert_eq!(stats.len(), 2);
+    assert_eq!(stats[0].partitions[0].counts[2], 10, "PUT of 1.0 from its primary");
+    assert!(
+        stats[1].partitions[0].primary.is_none(),
+        "2.0's primary reported nothing"
     );
-    assert!(stats[2].1.is_none(), "2.0's primary reported nothing");
 
-    let text = report(&tables, &stats, false).render_text();
+    let text = report(&stats, false, false).render_text();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[1].starts_with("app") && lines[1].contains("MULTI_DEL") && lines[1].contains("storage_mb"));
     let row = |name: &str| -> Vec<String> {
@@ -95,7 +98,11 @@ fn each_partition_counts_what_its_primary_served_and_tables_add_up() {
     assert_eq!(row("(total)")[3], "13");
     assert!(text.contains("2.0"), "the unreached partition is named: {text}");
 
-    let text = report(&tables[..1], &stats[..2], true).render_text();
+    let text = report(&stats[..1], true, false).render_text();
+    assert!(
+        !text.contains("hot_partitions"),
+        "hot partitions come from a collector: {text}"
+    );
     assert!(text.contains("pidx"), "{text}");
     assert_eq!(
         text.lines()
@@ -104,4 +111,37 @@ fn each_partition_counts_what_its_primary_served_and_tables_add_up() {
         2,
         "{text}"
     );
+}
+
+#[test]
+fn a_collector_report_adds_rates_and_hot_partitions() {
+    use aerie_proto::collector::{HotKind, HotPartition};
+    let a = table(1, "a", &[1, 2]);
+    let mut stats = Sampler::default().sample(&[a], &BTreeMap::new(), 0).0;
+    stats[0].partitions[1].qps[2] = 120.0;
+    stats[0].partitions[1].qps[0] = 30.0;
+    stats[0].hot.push(HotPartition {
+        partition_index: 1,
+        kind: HotKind::Write,
+        score: 3,
+        rounds: 4,
+        qps: 120.0,
+    });
+    let text = report(&stats, true, true).render_text();
+    assert!(
+        text.contains("write_qps") && text.contains("[hot_partitions]"),
+        "{text}"
+    );
+    let hot_line = text.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(
+        hot_line.split_whitespace().collect::<Vec<_>>(),
+        ["1", "write", "120.0", "3", "4"]
+    );
+    let total: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("(total)"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(total[10..12], ["30.0", "120.0"], "read and write QPS: {text}");
 }
