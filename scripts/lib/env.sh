@@ -18,6 +18,9 @@ ensure_build_packages() {
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
     # systemd-analyze checks the unit files in scripts/systemd (t49).
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    # Prometheus and promtool: t54 runs every dashboard query and alert rule against a real
+    # Prometheus (started as a plain process on a loopback port, never as a service).
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     if ((${#missing[@]} == 0)); then
         return 0
     fi
@@ -26,8 +29,8 @@ ensure_build_packages() {
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
-    $sudo apt-get install -y -qq "${missing[@]}" || {
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}"
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" || {
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
     }
 }
 

@@ -12,6 +12,7 @@ mod http;
 mod load;
 pub mod nemesis;
 mod process;
+pub mod prometheus;
 mod replicas;
 mod rolling;
 pub mod sim;
