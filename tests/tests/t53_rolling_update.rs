@@ -76,9 +76,13 @@ async fn in_maintenance(cluster: &ProcessCluster) -> Vec<NodeAddr> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_update_fails_no_request_and_copies_nothing_where_a_plain_restart_fails_some() {
     let mut cluster = ProcessCluster::start(options(Vec::new(), 1));
-    let collector = cluster.start_collector();
     start(&cluster).await;
     let admin = cluster.client(Duration::from_secs(20));
+    // The collector creates its probe table: once every replica server is alive, so that the table
+    // is placed on all of them (created earlier, the balancer would copy replicas to the late ones,
+    // and those copies would count as the roll's).
+    let collector = cluster.start_collector();
+    wait_fully_healthy(&admin, "__detect", Duration::from_secs(60)).await;
     admin.set_meta_level(MetaLevel::Lively).await.unwrap();
     let collector_arg = collector.to_string();
 
