@@ -38,8 +38,9 @@ ensure_packages() {
     echo "installing Debian packages: ${missing[*]}"
     apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
 }
-# protobuf-compiler: the etcd client's gRPC code is generated at build time.
-ensure_packages etcd-server etcd-client rocksdb-tools protobuf-compiler
+# protobuf-compiler and libprotobuf-dev (its well-known types): the etcd client's gRPC code is
+# generated at build time.
+ensure_packages etcd-server etcd-client rocksdb-tools protobuf-compiler libprotobuf-dev
 
 # AERIE_BENCH_BIN: an aerie binary to measure instead of this checkout's release build (to compare
 # two versions).

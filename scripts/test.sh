@@ -10,6 +10,8 @@ source scripts/lib/env.sh
 ensure_build_packages
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The benchmark's own workspace (not built here): its lock file must still match the crates it uses.
+cargo metadata --format-version 1 --locked --manifest-path bench/kvbench/Cargo.toml >/dev/null
 # The process tests run target/debug/aerie: build it before they start.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"
