@@ -26,15 +26,27 @@ impl AerieStore {
         let table = match client.table(name).await {
             Ok(table) => table,
             Err(e) if e.code == ErrorCode::ERR_APP_NOT_EXIST => {
-                client
-                    .create_table(name, partitions, 3)
-                    .await
-                    .map_err(|e| anyhow!("creating table {name}: {e}"))?;
+                create_when_members_alive(&client, name, partitions).await?;
                 client.table(name).await.map_err(|e| anyhow!("{e}"))?
             }
             Err(e) => return Err(anyhow!("opening table {name}: {e}")),
         };
         Ok(AerieStore { table })
+    }
+}
+
+/// Creates the table, waiting (up to a minute) for the meta to see three replica servers alive:
+/// a server answers its health check before its first beacon reaches the meta.
+async fn create_when_members_alive(client: &Client, name: &str, partitions: u32) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.create_table(name, partitions, 3).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == ErrorCode::ERR_NOT_ENOUGH_MEMBER && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow!("creating table {name}: {e}")),
+        }
     }
 }
 

@@ -156,3 +156,36 @@ fn sigterm_stops_a_dev_cluster_cleanly_and_a_data_dir_is_not_shared() {
         "{text}"
     );
 }
+
+#[test]
+fn an_address_in_use_is_named_and_nothing_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let address = format!("127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let metas = format!("meta_server.server_list=127.0.0.1:{}", free_port());
+    let data_dirs = format!("replication.data_dirs=default:{}", dir.path().join("r").display());
+    let replica_address = format!("replication.address={address}");
+    let collector_address = format!("collector.address={address}");
+    let cases: [(&str, Vec<&str>, &str); 2] = [
+        (
+            "replica",
+            vec![&metas, &data_dirs, &replica_address],
+            "(replication.address)",
+        ),
+        ("collector", vec![&metas, &collector_address], "(collector.address)"),
+    ];
+    for (role, settings, key) in cases {
+        let mut args = vec!["--role", role];
+        for setting in settings {
+            args.extend(["--set", setting]);
+        }
+        let output = run(&args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{role}: {err}");
+        assert!(
+            err.contains(&format!("cannot listen on {address} {key}")) && err.contains("in use"),
+            "{role}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{role}: {err}");
+    }
+}

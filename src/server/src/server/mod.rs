@@ -22,7 +22,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn run(role: Role, args: ServerArgs) -> Result<ExitCode> {
     let plan = plan::plan(role, &args)?;
     crate::logging::init(&plan.config.log.level);
-    register_process_metrics();
     let workers = match plan.config.replication.worker_threads {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n as usize,
@@ -102,14 +101,6 @@ async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) ->
     drop(meta);
     info!("aerie stopped");
     Ok(())
-}
-
-/// CPU, memory, open files and threads of this process (`process_*`), on every role's `/metrics`.
-fn register_process_metrics() {
-    let collector = prometheus::process_collector::ProcessCollector::for_self();
-    if let Err(e) = prometheus::register(Box::new(collector)) {
-        tracing::warn!(error = %e, "cannot export process metrics");
-    }
 }
 
 async fn wait_for_stop_signal() -> Result<()> {

@@ -375,9 +375,12 @@ pub fn start_replica(
         last_beacon_ack_ms: last_beacon_ack_ms.clone(),
     });
     let router = stub.router();
-    let stub = stub.start();
-    let mut endpoint = ReplicaStub::endpoint(me, stub.clone(), router);
-    let commands = command_registry(me, info, config, RoleCommands::Replica(stub.clone()));
+    // The stub runs only once its address is bound: a server that cannot listen stops before
+    // any replica opens.
+    let context = actix::Context::<ReplicaStub>::new();
+    let stub_addr = context.address();
+    let mut endpoint = ReplicaStub::endpoint(me, stub_addr.clone(), router);
+    let commands = command_registry(me, info, config, RoleCommands::Replica(stub_addr));
     add_admin(&mut endpoint, info, commands);
     let lease_ms = repl.fd_lease_seconds * 1000;
     let health: HealthCheck = Arc::new(move || {
@@ -401,6 +404,7 @@ pub fn start_replica(
     let server = network
         .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (replication.address)"))?;
+    let stub = context.run(stub);
     tracing::info!(address = %me, "replica server started");
     Ok(ReplicaRole {
         stub,
@@ -424,7 +428,7 @@ pub fn start_collector(
     };
     let client = Client::with_network(config.meta_server.server_list(), client_options, network.clone())
         .map_err(|e| anyhow::anyhow!("collector: {e}"))?;
-    let collector = Collector::new(
+    let collector_actor = Collector::new(
         client,
         CollectorOptions {
             probe_table: col.available_detect_app.clone(),
@@ -435,8 +439,10 @@ pub fn start_collector(
             hot_threshold: col.hot_partition_threshold,
             hot_occurrence: col.occurrence_threshold,
         },
-    )
-    .start();
+    );
+    // Run only once the address is bound (as the replica stub).
+    let context = actix::Context::<Collector>::new();
+    let collector = context.address();
     let mut endpoint = Endpoint::new(me);
     add_admin(
         &mut endpoint,
@@ -456,6 +462,7 @@ pub fn start_collector(
     let server = network
         .serve(endpoint, health.clone())
         .with_context(|| format!("cannot listen on {me} (collector.address)"))?;
+    context.run(collector_actor);
     tracing::info!(address = %me, "collector started");
     Ok((server, health))
 }
