@@ -13,6 +13,11 @@ use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: the write path allocates per request on several threads,
+/// and glibc's arenas cost about a tenth of a replica server's CPU there (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
