@@ -48,7 +48,7 @@ async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) ->
     let network = Network::new(NetworkOptions {
         max_frame_bytes: config.network.max_frame_bytes as usize,
         connect_timeout: Duration::from_millis(config.network.connect_timeout_ms),
-        io_threads: 2,
+        io_threads: config.network.io_threads as usize,
         source_address: config.network.source_ip(),
     })
     .context("starting the network runtime")?;
