@@ -86,7 +86,8 @@ pub fn apply_mutations<B: BaseRead, M: Borrow<Mutation>>(
 /// A batch under construction, with the values it already wrote visible to later operations.
 struct Batch<'a, B> {
     base: &'a B,
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Key ─► index in `writes` of its latest write in this batch (values are not copied twice).
+    overlay: HashMap<Vec<u8>, usize>,
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
@@ -94,7 +95,7 @@ impl<B: BaseRead> Batch<'_, B> {
     /// The live value (expiry, user value) of a key as this batch sees it.
     fn get(&self, key: &[u8], now_secs: u64) -> Result<Option<(u32, Vec<u8>)>, StorageError> {
         let raw = match self.overlay.get(key) {
-            Some(raw) => raw.clone(),
+            Some(&index) => self.writes[index].1.clone(),
             None => self.base.get_raw(key)?,
         };
         let Some(raw) = raw else {
@@ -110,12 +111,12 @@ impl<B: BaseRead> Batch<'_, B> {
 
     fn put(&mut self, key: Vec<u8>, expire_ts: u32, value: &[u8]) {
         let raw = encode_value(expire_ts, value);
-        self.overlay.insert(key.clone(), Some(raw.clone()));
+        self.overlay.insert(key.clone(), self.writes.len());
         self.writes.push((key, Some(raw)));
     }
 
     fn delete(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key.clone(), None);
+        self.overlay.insert(key.clone(), self.writes.len());
         self.writes.push((key, None));
     }
 

@@ -154,7 +154,14 @@ impl<'a> SessionBatch<'a> {
 
     /// Remembers the answer of a request that was just applied at mutation time `now_secs`.
     pub fn record(&mut self, request: &ClientRequest, answer: WireResult<WriteResult>, now_secs: u64) {
-        let mut session = self.current(request.client).cloned().unwrap_or_default();
+        // The batch's own copy of the session: cloned from the table once per batch, not per write.
+        let table = self.table;
+        let session = self
+            .changes
+            .sessions
+            .entry(request.client)
+            .or_insert_with(|| table.sessions.get(&request.client).cloned())
+            .get_or_insert_with(Session::default);
         session.acked_below = session.acked_below.max(request.acked_below);
         let keep_from = session.acked_below;
         session.answers.retain(|seq, _| *seq >= keep_from);
@@ -164,7 +171,6 @@ impl<'a> SessionBatch<'a> {
             session.acked_below = session.acked_below.max(oldest + 1);
         }
         session.last_active_secs = session.last_active_secs.max(now_secs);
-        self.changes.sessions.insert(request.client, Some(session));
     }
 
     /// Drops sessions silent for the TTL, at most once per sweep interval of mutation time.
