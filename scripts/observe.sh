@@ -34,13 +34,8 @@ dir="${dir:-/tmp/aerie-prometheus}"
 pidfile="$dir/prometheus.pid"
 url="http://127.0.0.1:$port"
 
-running_pid() {
-    [ -f "$pidfile" ] || return 1
-    local pid
-    pid="$(cat "$pidfile")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    echo "$pid"
-}
+source scripts/lib/env.sh
+running_pid() { live_pid_in "$pidfile"; }
 
 write_config() {
     {
@@ -73,7 +68,6 @@ start() {
         return 0
     fi
     if ! command -v prometheus >/dev/null 2>&1; then
-        source scripts/lib/env.sh
         ensure_build_packages
     fi
     mkdir -p "$dir/data"
@@ -102,12 +96,7 @@ start() {
 
 stop() {
     if pid="$(running_pid)"; then
-        kill "$pid"
-        for _ in $(seq 1 40); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.25
-        done
-        kill -9 "$pid" 2>/dev/null || true
+        terminate_pid "$pid" 10 || true
         rm -f "$pidfile"
         echo "prometheus stopped"
     else

@@ -37,13 +37,8 @@ ruok() {
     [ "$answer" = "imok" ]
 }
 
-running_pid() {
-    [ -f "$pidfile" ] || return 1
-    local pid
-    pid="$(cat "$pidfile")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    echo "$pid"
-}
+source "$(dirname "$0")/lib/env.sh"
+running_pid() { live_pid_in "$pidfile"; }
 
 start() {
     if pid="$(running_pid)"; then
@@ -95,14 +90,12 @@ stop() {
         rm -f "$pidfile"
         return 0
     fi
-    kill "$pid"
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "zookeeper stopped (pid $pid)"; return 0; }
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+    if terminate_pid "$pid" 10; then
+        echo "zookeeper stopped (pid $pid)"
+    else
+        echo "zookeeper killed after 10 s (pid $pid)"
+    fi
     rm -f "$pidfile"
-    echo "zookeeper killed after 10 s (pid $pid)"
 }
 
 status() {

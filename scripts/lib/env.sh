@@ -45,3 +45,25 @@ find_aerie() {
         aerie=("$(dirname "${BASH_SOURCE[0]}")/../aerie")
     fi
 }
+
+# Prints the pid in FILE when that process is alive; fails when there is no file or no process.
+live_pid_in() {
+    [ -f "$1" ] || return 1
+    local pid
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+# Sends PID SIGTERM and waits up to SECONDS for it to end, then SIGKILLs it. Fails when it had to
+# be killed.
+terminate_pid() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    kill "$pid" 2>/dev/null || return 0
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    return 1
+}
