@@ -10,7 +10,9 @@ pub fn try_http_get(addr: NodeAddr, path: &str) -> Result<(u16, String), String>
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").map_err(|e| e.to_string())?;
+    // HTTP/1.0: the server closes the connection after the answer and sends no chunks (Aerie's
+    // roles and Prometheus alike), so reading to the end reads exactly the answer.
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| e.to_string())?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let status = text

@@ -5,10 +5,9 @@
 use crate::process::free_port;
 use aerie_common::NodeAddr;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Where the dashboards and the alert rules live.
 pub fn dashboards_dir() -> PathBuf {
@@ -102,17 +101,8 @@ impl TestPrometheus {
     }
 
     fn get(&self, path: &str) -> Result<Value, String> {
-        let mut stream =
-            std::net::TcpStream::connect(self.addr.socket_addr()).map_err(|e| format!("{}: {e}", self.addr))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        // HTTP/1.0: the server closes the connection after the answer, and sends no chunks.
-        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-        serde_json::from_str(body).map_err(|e| format!("{e}: {text}"))
+        let (status, body) = crate::http::try_http_get(self.addr, path)?;
+        serde_json::from_str(&body).map_err(|e| format!("{e}: {status} {body}"))
     }
 
     /// An instant query: the result vector, or the error Prometheus gave.
