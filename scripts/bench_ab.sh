@@ -10,6 +10,7 @@
 # Settings after `--` go to every server of both builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/bench.sh
 
 runs=3 mix=write inflight=64 seconds=15
 while (($#)); do
@@ -41,47 +42,16 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-start_cluster() {
-    local bin=$1 meta=127.0.3.1:34601 i
-    rm -rf "${work:?}"/data && mkdir -p "$work/data"
-    local common=(--set "meta_server.server_list=$meta" "${settings[@]}")
-    "$bin" --role meta "${common[@]}" --set "meta_server.address=$meta" \
-        --set "meta_server.data_dir=$work/data/meta" --set network.source_address=127.0.3.1 \
-        >"$work/data/meta.log" 2>&1 &
-    pids+=($!)
-    for i in 11 12 13; do
-        "$bin" --role replica "${common[@]}" --set "replication.address=127.0.3.$i:34801" \
-            --set "replication.data_dirs=default:$work/data/replica$i" \
-            --set "network.source_address=127.0.3.$i" >"$work/data/replica$i.log" 2>&1 &
-        pids+=($!)
-    done
-    for i in 11 12 13; do
-        local deadline=$((SECONDS + 60))
-        until curl -fsS "http://127.0.3.$i:34801/health" >/dev/null 2>&1; do
-            ((SECONDS < deadline)) || { echo "replica server 127.0.3.$i did not come up" >&2; exit 1; }
-            sleep 0.2
-        done
-    done
-}
-
-server_cpu_micros() {
-    local total=0 pid stat
-    for pid in "${pids[@]}"; do
-        read -r -a stat <"/proc/$pid/stat"
-        total=$((total + stat[13] + stat[14]))
-    done
-    echo $((total * 1000000 / $(getconf CLK_TCK)))
-}
-
 measure() {
     local bin=$1 cpu0 cpu1 stat0 stat1 line
-    start_cluster "$bin"
-    "$kvbench" --target aerie --endpoints 127.0.3.1:34601 --mix load --inflight 64 --records 100000 >/dev/null
-    cpu0=$(server_cpu_micros)
+    rm -rf "${work:?}"/data && mkdir -p "$work/data"
+    start_bench_cluster "$bin" "$work/data" "${settings[@]}"
+    "$kvbench" --target aerie --endpoints "$bench_meta" --mix load --inflight 64 --records 100000 >/dev/null
+    cpu0=$(cpu_micros "${pids[@]}")
     read -r -a stat0 </proc/stat
     line=$(/usr/bin/time -f "%U %S" -o "$work/kvbench.time" "$kvbench" --target aerie \
-        --endpoints 127.0.3.1:34601 --mix "$mix" --inflight "$inflight" --seconds "$seconds" --records 100000)
-    cpu1=$(server_cpu_micros)
+        --endpoints "$bench_meta" --mix "$mix" --inflight "$inflight" --seconds "$seconds" --records 100000)
+    cpu1=$(cpu_micros "${pids[@]}")
     read -r -a stat1 </proc/stat
     stop_all
     python3 - "$line" "$((cpu1 - cpu0))" "$(tail -1 "$work/kvbench.time")" "${stat0[*]}" "${stat1[*]}" <<'EOF'

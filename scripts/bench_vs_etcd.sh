@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
+source scripts/lib/bench.sh
 
 seconds=20 inflight=1,16,64,256 mixes=write,read,mixed records=100000 value_size=100 only="" db_bench=1
 while (($#)); do
@@ -76,18 +77,6 @@ wait_for() {
         fi
         sleep 0.2
     done
-}
-
-# utime + stime of the given pids, in microseconds.
-cpu_micros() {
-    local ticks total=0 pid
-    ticks=$(getconf CLK_TCK)
-    for pid in "$@"; do
-        read -r -a stat <"/proc/$pid/stat"
-        # Fields 14 and 15 (utime, stime); the command name in field 2 has no spaces here.
-        total=$((total + stat[13] + stat[14]))
-    done
-    echo $((total * 1000000 / ticks))
 }
 
 # Sum of one counter (all label sets) over the /metrics pages of the given host:port list.
@@ -153,26 +142,9 @@ if [[ "$only" != aerie ]]; then
 fi
 
 if [[ "$only" != etcd ]]; then
-    meta=127.0.3.1:34601
-    common=(--set "meta_server.server_list=$meta")
-    "$aerie_bin" --role meta "${common[@]}" --set "meta_server.address=$meta" \
-        --set "meta_server.data_dir=$work/meta" --set network.source_address=127.0.3.1 \
-        >"$work/meta.log" 2>&1 &
-    pids+=($!)
-    replicas=()
-    for i in 11 12 13; do
-        addr=127.0.3.$i:34801
-        "$aerie_bin" --role replica "${common[@]}" --set "replication.address=$addr" \
-            --set "replication.data_dirs=default:$work/replica$i" --set "network.source_address=127.0.3.$i" \
-            >"$work/replica$i.log" 2>&1 &
-        pids+=($!)
-        replicas+=("$addr")
-    done
-    for addr in "${replicas[@]}"; do
-        wait_for 60 "replica server $addr to hold a lease" curl -fsS "http://$addr/health"
-    done
+    start_bench_cluster "$aerie_bin" "$work"
     echo "aerie: 1 meta, 3 replica servers up"
-    run_matrix aerie "$meta" aerie_replica_log_group_commits_total "${replicas[@]}"
+    run_matrix aerie "$bench_meta" aerie_replica_log_group_commits_total "${bench_replicas[@]}"
     stop_all
 fi
 
