@@ -21,9 +21,10 @@ use std::sync::Arc;
 const CORE: CoreOptions = CoreOptions {
     min_replicas_for_write: 2,
     max_uncommitted: 4096,
-    // One at a time (the server allows two): with six clients on four partitions, writes batch
-    // into shared mutations as often as possible.
-    max_proposals_in_flight: 1,
+    // Two in flight once two writes wait (the server waits for more): with six clients on four
+    // partitions, writes batch into shared mutations and mutations overlap in their 2PC.
+    max_proposals_in_flight: 2,
+    pipeline_min_writes: 2,
     max_batch_bytes: aerie_actors::replica::MAX_BATCH_BYTES,
 };
 

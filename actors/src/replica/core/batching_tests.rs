@@ -10,6 +10,7 @@ use aerie_proto::replica::PrepareAck;
 fn batching_primary(max_batch_bytes: usize, max_uncommitted: usize) -> ReplicaCore {
     let options = CoreOptions {
         max_proposals_in_flight: 1,
+        pipeline_min_writes: 1,
         max_batch_bytes,
         max_uncommitted,
         ..options()
@@ -145,4 +146,48 @@ fn queued_writes_count_toward_the_limit_of_uncommitted_writes() {
     write(&mut core, 3, 3, "c");
     let out = write(&mut core, 4, 4, "d");
     assert_eq!(answers(&out)[0].1.as_ref().unwrap_err().code, ErrorCode::ERR_BUSY);
+}
+
+#[test]
+fn a_second_mutation_goes_in_flight_only_once_enough_writes_wait_for_it() {
+    let options = CoreOptions {
+        max_proposals_in_flight: 2,
+        pipeline_min_writes: 3,
+        max_batch_bytes: 1 << 20,
+        max_uncommitted: 100,
+        ..options()
+    };
+    let mut core = primary_with(options, 2);
+    assert_eq!(
+        logs(&write(&mut core, 1, 1, "a")),
+        vec![1],
+        "an idle primary proposes at once"
+    );
+    assert!(
+        write(&mut core, 2, 2, "b").is_empty(),
+        "one waiting write does not justify a second"
+    );
+    assert!(write(&mut core, 3, 3, "c").is_empty());
+    let out = write(&mut core, 4, 4, "d");
+    let second = logged_mutations(&out);
+    assert_eq!(
+        second.len(),
+        1,
+        "three waiting: a second mutation goes out beside the first"
+    );
+    assert_eq!((second[0].decree, second[0].ops.len()), (2, 3));
+    assert!(
+        write(&mut core, 5, 5, "e").is_empty(),
+        "two in flight: the most allowed"
+    );
+    assert!(
+        logged_mutations(&commit(&mut core, 1)).is_empty(),
+        "one in flight again: a single waiting write still does not justify a second"
+    );
+    let third = logged_mutations(&commit(&mut core, 2));
+    assert_eq!(
+        (third[0].decree, third[0].ops.len()),
+        (3, 1),
+        "none in flight: whatever waits goes out"
+    );
 }

@@ -54,6 +54,12 @@ pub struct CoreOptions {
     /// the queued writes go out together in one mutation when one commits (Pegasus's batched
     /// writes). Under load, mutations grow by themselves; at low load a write goes out at once.
     pub max_proposals_in_flight: usize,
+    /// Primary: a mutation beyond the first in flight is proposed only once this many writes (or
+    /// `max_batch_bytes` of them) are queued. Every mutation costs the same two prepares, three
+    /// log appends and three engine writes whatever it carries, so a partition under moderate
+    /// load does better sending one larger mutation at a time; a deep queue still keeps
+    /// `max_proposals_in_flight` of them in flight.
+    pub pipeline_min_writes: usize,
     /// Primary: the most key and value bytes one batched mutation carries (a larger write goes
     /// alone).
     pub max_batch_bytes: usize,

@@ -81,12 +81,13 @@ impl ReplicaCore {
     }
 
     /// Proposes queued client writes while fewer than `max_proposals_in_flight` mutations are
-    /// uncommitted, as many per mutation as `max_batch_bytes` allows, in arrival order.
+    /// uncommitted (beyond the first, only once `pipeline_min_writes` are queued), as many per
+    /// mutation as `max_batch_bytes` allows, in arrival order.
     fn propose_queued(&mut self, out: &mut Vec<Effect>) {
         if self.role != ReplicaStatus::Primary || !self.serving {
             return;
         }
-        while !self.queued_writes.is_empty() && self.list.uncommitted_count() < self.options.max_proposals_in_flight {
+        while self.may_propose_queued() {
             let batch = self.queued_writes.take_batch(self.options.max_batch_bytes);
             let wall_secs = batch.iter().map(|q| q.wall_secs).max().unwrap_or(0);
             let (ops, waiters): (Vec<MutationOp>, Vec<Vec<WaiterId>>) =
@@ -97,6 +98,16 @@ impl ReplicaCore {
                 waiting.extend(attempts.into_iter().map(|w| (w, index)));
             }
         }
+    }
+
+    fn may_propose_queued(&self) -> bool {
+        let in_flight = self.list.uncommitted_count();
+        let queued = &self.queued_writes;
+        !queued.is_empty()
+            && in_flight < self.options.max_proposals_in_flight
+            && (in_flight == 0
+                || queued.len() >= self.options.pipeline_min_writes
+                || queued.payload_bytes() >= self.options.max_batch_bytes)
     }
 
     fn check_write_capacity(&self) -> WireResult<()> {

@@ -17,6 +17,7 @@ pub(super) fn options() -> CoreOptions {
         max_uncommitted: 100,
         // Every write its own mutation, as the tests below expect; batching has its own tests.
         max_proposals_in_flight: 100,
+        pipeline_min_writes: 1,
         max_batch_bytes: 1 << 20,
     }
 }

@@ -20,6 +20,8 @@ pub(super) struct WriteQueue {
     front: u64,
     /// Client request (session, seq) ─► arrival number of the write carrying it.
     by_request: HashMap<(u64, u64), u64>,
+    /// Key and value bytes of the queued writes.
+    payload_bytes: usize,
 }
 
 impl WriteQueue {
@@ -31,7 +33,13 @@ impl WriteQueue {
         self.writes.is_empty()
     }
 
+    /// Key and value bytes of the queued writes.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
     pub fn push(&mut self, write: QueuedWrite) {
+        self.payload_bytes += write.op.op.payload_bytes();
         if let Some(request) = write.op.request {
             self.by_request
                 .insert(request.key(), self.front + self.writes.len() as u64);
@@ -69,12 +77,14 @@ impl WriteQueue {
     pub fn take_all(&mut self) -> Vec<QueuedWrite> {
         self.front += self.writes.len() as u64;
         self.by_request.clear();
+        self.payload_bytes = 0;
         self.writes.drain(..).collect()
     }
 
     fn pop_front(&mut self) -> Option<QueuedWrite> {
         let write = self.writes.pop_front()?;
         self.front += 1;
+        self.payload_bytes -= write.op.op.payload_bytes();
         if let Some(request) = write.op.request {
             self.by_request.remove(&request.key());
         }
