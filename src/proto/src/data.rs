@@ -8,27 +8,38 @@ use serde::{Deserialize, Serialize};
 pub enum WriteOp {
     /// `ttl_secs = 0` means the record never expires.
     Put {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         sort_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         ttl_secs: u32,
     },
     MultiPut {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "crate::bytes::pairs")]
         kvs: Vec<(Vec<u8>, Vec<u8>)>,
         ttl_secs: u32,
     },
     Remove {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         sort_key: Vec<u8>,
     },
     MultiRemove {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "crate::bytes::list")]
         sort_keys: Vec<Vec<u8>>,
     },
     /// Adds `increment` to an integer value (a missing or expired record counts as 0).
     Incr {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         sort_key: Vec<u8>,
         increment: i64,
         ttl: TtlUpdate,
@@ -114,14 +125,14 @@ pub enum CheckType {
     ValueNotExistOrEmpty,
     ValueExist,
     ValueNotEmpty,
-    ValueMatchAnywhere(Vec<u8>),
-    ValueMatchPrefix(Vec<u8>),
-    ValueMatchPostfix(Vec<u8>),
-    ValueBytesLess(Vec<u8>),
-    ValueBytesLessOrEqual(Vec<u8>),
-    ValueBytesEqual(Vec<u8>),
-    ValueBytesGreaterOrEqual(Vec<u8>),
-    ValueBytesGreater(Vec<u8>),
+    ValueMatchAnywhere(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueMatchPrefix(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueMatchPostfix(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueBytesLess(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueBytesLessOrEqual(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueBytesEqual(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueBytesGreaterOrEqual(#[serde(with = "serde_bytes")] Vec<u8>),
+    ValueBytesGreater(#[serde(with = "serde_bytes")] Vec<u8>),
     ValueIntLess(i64),
     ValueIntLessOrEqual(i64),
     ValueIntEqual(i64),
@@ -131,10 +142,14 @@ pub enum CheckType {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckAndSet {
+    #[serde(with = "serde_bytes")]
     pub hash_key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub check_sort_key: Vec<u8>,
     pub check: CheckType,
+    #[serde(with = "serde_bytes")]
     pub set_sort_key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub set_value: Vec<u8>,
     pub set_ttl_secs: u32,
     pub return_check_value: bool,
@@ -152,6 +167,7 @@ pub enum WriteResult {
     },
     CheckAndSet {
         set_succeeded: bool,
+        #[serde(with = "serde_bytes")]
         check_value: Option<Vec<u8>>,
     },
 }
@@ -159,8 +175,10 @@ pub enum WriteResult {
 /// Bounds of a sort-key range; `None` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SortKeyRange {
+    #[serde(with = "serde_bytes")]
     pub start: Option<Vec<u8>>,
     pub start_inclusive: bool,
+    #[serde(with = "serde_bytes")]
     pub stop: Option<Vec<u8>>,
     pub stop_inclusive: bool,
 }
@@ -169,12 +187,16 @@ pub struct SortKeyRange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadOp {
     Get {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         sort_key: Vec<u8>,
     },
     /// With `sort_keys` non-empty, fetches exactly those; otherwise the records in `range`.
     MultiGet {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "crate::bytes::list")]
         sort_keys: Vec<Vec<u8>>,
         range: SortKeyRange,
         max_count: u32,
@@ -182,16 +204,21 @@ pub enum ReadOp {
         no_value: bool,
     },
     SortKeyCount {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
     },
     Ttl {
+        #[serde(with = "serde_bytes")]
         hash_key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         sort_key: Vec<u8>,
     },
     /// One page of a scan, of one hash key or (with `hash_key = None`) of the whole partition.
     Scan {
+        #[serde(with = "serde_bytes")]
         hash_key: Option<Vec<u8>>,
         /// Resume strictly after this record, as returned in the previous page.
+        #[serde(with = "crate::bytes::option_pair")]
         after: Option<(Vec<u8>, Vec<u8>)>,
         batch_size: u32,
         no_value: bool,
@@ -224,14 +251,17 @@ impl ReadOp {
 /// A record returned by a read: sort key, value (empty when `no_value`), and the hash key for scans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    #[serde(with = "serde_bytes")]
     pub hash_key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub sort_key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadResult {
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Records {
         records: Vec<Record>,
         complete: bool,
@@ -241,6 +271,7 @@ pub enum ReadResult {
     Ttl(Option<Option<u32>>),
     ScanPage {
         records: Vec<Record>,
+        #[serde(with = "crate::bytes::option_pair")]
         next: Option<(Vec<u8>, Vec<u8>)>,
     },
 }

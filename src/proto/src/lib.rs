@@ -3,6 +3,7 @@
 //! tools share the exact same types.
 
 pub mod admin;
+mod bytes;
 pub mod collector;
 pub mod data;
 pub mod learn;

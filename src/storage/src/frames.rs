@@ -6,13 +6,14 @@
 //! payload means is the caller's: `parse` turns one payload into a record, or says it is not one.
 
 use crate::error::StorageError;
-use crc::{Crc, CRC_32_ISCSI};
+use crc::{Crc, Table, CRC_32_ISCSI};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::Path;
 use tracing::warn;
 
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// Slice-by-16 tables: the same checksum as the byte-wise default, several times faster.
+const CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 pub(crate) const HEADER_LEN: usize = 8;
 pub(crate) const MAX_FRAME_LEN: usize = 128 * 1024 * 1024;
 
