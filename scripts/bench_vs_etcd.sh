@@ -79,15 +79,6 @@ wait_for() {
     done
 }
 
-# Sum of one counter (all label sets) over the /metrics pages of the given host:port list.
-metric_sum() {
-    local name=$1
-    shift
-    local addr
-    for addr in "$@"; do curl -fsS "http://$addr/metrics"; done |
-        awk -v n="$name" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
-}
-
 results="$work/results.jsonl"
 : >"$results"
 

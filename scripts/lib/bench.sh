@@ -33,6 +33,15 @@ start_bench_cluster() {
     done
 }
 
+# Sum of one counter (all label sets) over the /metrics pages of the given host:port list.
+metric_sum() {
+    local name=$1
+    shift
+    local addr
+    for addr in "$@"; do curl -fsS "http://$addr/metrics"; done |
+        awk -v n="$name" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+
 # utime + stime of the given pids, in microseconds.
 cpu_micros() {
     local total=0 pid stat
