@@ -31,9 +31,7 @@ shift 2
 [[ "${1:-}" == "--" ]] && shift
 settings=("$@")
 
-CARGO_TARGET_DIR="$HOME/.cache/aerie/kvbench-target" cargo build --release --locked \
-    --manifest-path bench/kvbench/Cargo.toml
-kvbench="$HOME/.cache/aerie/kvbench-target/release/kvbench"
+build_kvbench
 work=$(mktemp -d /var/tmp/aerie-ab.XXXXXX)
 pids=()
 stop_all() {

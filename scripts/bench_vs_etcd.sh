@@ -13,7 +13,6 @@
 # Data lives under a temporary directory on the same disk as /var/tmp; everything started is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib/env.sh
 source scripts/lib/bench.sh
 
 seconds=20 inflight=1,16,64,256 mixes=write,read,mixed records=100000 value_size=100 only="" db_bench=1
@@ -32,16 +31,7 @@ while (($#)); do
 done
 
 ensure_build_packages
-ensure_packages() {
-    local missing=() pkg
-    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-    ((${#missing[@]} == 0)) && return 0
-    echo "installing Debian packages: ${missing[*]}"
-    apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
-}
-# protobuf-compiler and libprotobuf-dev (its well-known types): the etcd client's gRPC code is
-# generated at build time.
-ensure_packages etcd-server etcd-client rocksdb-tools protobuf-compiler libprotobuf-dev
+ensure_packages etcd-server etcd-client rocksdb-tools
 
 # AERIE_BENCH_BIN: an aerie binary to measure instead of this checkout's release build (to compare
 # two versions).
@@ -52,9 +42,7 @@ else
     CARGO_TARGET_DIR="$release_target" cargo build --release --locked -p aerie
     aerie_bin="$release_target/release/aerie"
 fi
-CARGO_TARGET_DIR="$HOME/.cache/aerie/kvbench-target" cargo build --release --locked \
-    --manifest-path bench/kvbench/Cargo.toml
-kvbench="$HOME/.cache/aerie/kvbench-target/release/kvbench"
+build_kvbench
 
 work=$(mktemp -d /var/tmp/aerie-vs-etcd.XXXXXX)
 pids=()

@@ -1,6 +1,27 @@
-# Shared by the benchmark scripts (bench_vs_etcd.sh, bench_ab.sh): the Aerie cluster they measure
-# and the CPU its processes use.
+# Shared by the benchmark scripts (bench_vs_etcd.sh, bench_ab.sh): the packages and the load
+# generator they need, the Aerie cluster they measure, and the CPU its processes use.
 # shellcheck shell=bash
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+# Installs the Debian packages among the arguments that are missing.
+ensure_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    ((${#missing[@]} == 0)) && return 0
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
+}
+
+# Builds the load generator (bench/kvbench, its own workspace) and sets `kvbench` to its path.
+# protobuf-compiler and libprotobuf-dev (its well-known types): the etcd client's gRPC code is
+# generated at build time.
+build_kvbench() {
+    ensure_build_packages
+    ensure_packages protobuf-compiler libprotobuf-dev
+    CARGO_TARGET_DIR="$HOME/.cache/aerie/kvbench-target" cargo build --release --locked \
+        --manifest-path bench/kvbench/Cargo.toml
+    kvbench="$HOME/.cache/aerie/kvbench-target/release/kvbench"
+}
 
 # The benchmarks' Aerie cluster: 1 meta on 127.0.3.1 and 3 replica servers on 127.0.3.11-13,
 # separate processes of BIN with their data and logs under DIR, and any `--set k=v` arguments after

@@ -1,6 +1,8 @@
 //! Outbound TCP: one multiplexed connection per peer, requests matched to responses by id.
 //! A connection that fails is marked dead, fails every call waiting on it, and is replaced by the
-//! next call to that peer.
+//! next call to that peer. A call over a live connection runs wherever its caller runs (it needs a
+//! timer and nothing else of a runtime); opening a connection runs on the network's runtime, which
+//! owns every socket.
 
 use crate::error::{RemoteFailure, RpcError};
 use crate::frame::{self, Frame, ReadFrameError};
@@ -29,7 +31,7 @@ pub(crate) struct ConnectionPool {
     next_id: AtomicU64,
 }
 
-struct Connection {
+pub(crate) struct Connection {
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
@@ -41,6 +43,10 @@ struct Connection {
 }
 
 impl Connection {
+    pub(crate) fn waiting(&self) -> usize {
+        self.pending.lock().expect("pending calls").len()
+    }
+
     /// Gives up on a connection: its loops stop, its socket closes, waiting calls fail.
     fn abandon(&self, to: NodeAddr, why: &str) {
         for task in &self.tasks {
@@ -81,6 +87,35 @@ impl ConnectionPool {
         let conn = tokio::time::timeout_at(deadline, self.connection(to))
             .await
             .map_err(|_| timed_out())??;
+        self.call_over(&conn, to, method, body, deadline, timeout).await
+    }
+
+    /// The live connection to `to`, if there is one and nobody is replacing it right now: a call
+    /// over it needs nothing of the runtime that owns the socket, so it can run where the caller is.
+    pub(crate) fn ready_connection(&self, to: NodeAddr) -> Option<Arc<Connection>> {
+        let slot = self.peers.lock().expect("peer table").get(&to)?.clone();
+        let guard = slot.try_lock().ok()?;
+        guard
+            .as_ref()
+            .filter(|conn| conn.alive.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    /// One call over `conn`: the frame goes to its writer, the answer comes from its reader.
+    pub(crate) async fn call_over(
+        &self,
+        conn: &Connection,
+        to: NodeAddr,
+        method: &'static str,
+        body: Vec<u8>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        let timed_out = || RpcError::Timeout {
+            method,
+            to,
+            after_ms: timeout.as_millis() as u64,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Frame::Request {
             id,
@@ -99,21 +134,32 @@ impl ConnectionPool {
         let (tx, rx) = oneshot::channel();
         let received_before = conn.received.load(Ordering::Acquire);
         conn.pending.lock().expect("pending calls").insert(id, tx);
+        // A caller that gives up (its future dropped) or fails leaves no waiter behind.
+        let mut waiting = Waiting {
+            pending: &conn.pending,
+            id,
+            answered: false,
+        };
         if conn.outbox.send(bytes).is_err() {
-            conn.pending.lock().expect("pending calls").remove(&id);
             return Err(RpcError::ConnectionLost {
                 to,
                 reason: "connection closed".into(),
             });
         }
         let outcome = match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(RpcError::ConnectionLost {
-                to,
-                reason: "connection closed while waiting".into(),
-            }),
+            Ok(Ok(outcome)) => {
+                waiting.answered = true;
+                outcome
+            }
+            Ok(Err(_)) => {
+                waiting.answered = true;
+                Err(RpcError::ConnectionLost {
+                    to,
+                    reason: "connection closed while waiting".into(),
+                })
+            }
             Err(_) => {
-                conn.pending.lock().expect("pending calls").remove(&id);
+                drop(waiting);
                 if conn.received.load(Ordering::Acquire) == received_before {
                     CLIENT_ERRORS.with_label_values(&["hung_connection"]).inc();
                     conn.abandon(to, "no frame received while a call waited for its answer");
@@ -205,6 +251,22 @@ impl ConnectionPool {
             received,
             tasks: [writing.abort_handle(), reading.abort_handle()],
         })
+    }
+}
+
+/// A call's entry among its connection's pending calls, removed when the call stops waiting
+/// unless the reader already took it to answer.
+struct Waiting<'a> {
+    pending: &'a Pending,
+    id: u64,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.pending.lock().expect("pending calls").remove(&self.id);
+        }
     }
 }
 

@@ -131,6 +131,38 @@ async fn deadline_bounds_a_slow_call() {
 }
 
 #[tokio::test]
+async fn calls_that_give_up_leave_the_connection_clean() {
+    let server_net = network();
+    let server = server_net.serve(echo_endpoint(), healthy()).unwrap();
+    let to = server.addr();
+    let client = network();
+    // The first call opens the connection; the later ones run over it from this runtime.
+    assert_eq!(
+        client
+            .call(to, Echo { text: "a".into() }, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "echo: a"
+    );
+    // A caller that drops its call before the answer (an actor stopping, a select) leaves nothing.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        client.call(to, Slow { millis: 5_000 }, Duration::from_secs(30)),
+    )
+    .await;
+    assert!(dropped.is_err(), "the slow call answered early");
+    assert_eq!(client.waiting_calls(to), 0, "a call that gave up is still waiting");
+    assert_eq!(
+        client
+            .call(to, Echo { text: "b".into() }, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "echo: b"
+    );
+    assert_eq!(client.waiting_calls(to), 0);
+}
+
+#[tokio::test]
 async fn unknown_method_is_an_answer() {
     let server_net = network();
     let server = server_net.serve(echo_endpoint(), healthy()).unwrap();
