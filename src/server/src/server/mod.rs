@@ -22,10 +22,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn run(role: Role, args: ServerArgs) -> Result<ExitCode> {
     let plan = plan::plan(role, &args)?;
     crate::logging::init(&plan.config.log.level);
-    let workers = match plan.config.replication.worker_threads {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-        n => n as usize,
-    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = actor_threads(plan.config.replication.worker_threads, cpus);
     let system = actix_rt::System::new();
     let arbiters: Vec<Arbiter> = if plan.replicas.is_empty() {
         Vec::new()
@@ -41,6 +39,16 @@ pub fn run(role: Role, args: ServerArgs) -> Result<ExitCode> {
         let _ = arbiter.join();
     }
     outcome.map(|_| ExitCode::SUCCESS)
+}
+
+/// Threads for the replica actors: as configured, or for 0 one per CPU but one. A replica server's
+/// socket thread and node-log thread take more than half of its CPU on the write path
+/// (docs/benchmarks.md), so an actor thread on every CPU leaves them competing with the actors.
+fn actor_threads(configured: u32, cpus: usize) -> usize {
+    match configured {
+        0 => cpus.saturating_sub(1).max(1),
+        n => n as usize,
+    }
 }
 
 async fn run_roles(plan: plan::RolePlan, arbiters: Vec<actix::ArbiterHandle>) -> Result<()> {
@@ -112,4 +120,18 @@ async fn wait_for_stop_signal() -> Result<()> {
         _ = int.recv() => info!("SIGINT received"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actor_threads;
+
+    #[test]
+    fn actor_threads_leave_a_cpu_to_the_socket_and_log_threads_unless_configured() {
+        assert_eq!(actor_threads(0, 1), 1);
+        assert_eq!(actor_threads(0, 2), 1);
+        assert_eq!(actor_threads(0, 16), 15);
+        assert_eq!(actor_threads(4, 2), 4);
+        assert_eq!(actor_threads(1, 16), 1);
+    }
 }
