@@ -79,11 +79,7 @@ impl ConnectionPool {
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {
         let deadline = Instant::now() + timeout;
-        let timed_out = || RpcError::Timeout {
-            method,
-            to,
-            after_ms: timeout.as_millis() as u64,
-        };
+        let timed_out = || RpcError::timeout(method, to, timeout);
         let conn = tokio::time::timeout_at(deadline, self.connection(to))
             .await
             .map_err(|_| timed_out())??;
@@ -111,11 +107,7 @@ impl ConnectionPool {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {
-        let timed_out = || RpcError::Timeout {
-            method,
-            to,
-            after_ms: timeout.as_millis() as u64,
-        };
+        let timed_out = || RpcError::timeout(method, to, timeout);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Frame::Request {
             id,

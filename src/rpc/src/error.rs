@@ -41,6 +41,15 @@ pub enum RpcError {
 }
 
 impl RpcError {
+    /// `method` to `to` got no answer within `after`.
+    pub fn timeout(method: &'static str, to: NodeAddr, after: std::time::Duration) -> Self {
+        RpcError::Timeout {
+            method,
+            to,
+            after_ms: after.as_millis() as u64,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             RpcError::Timeout { .. } => ErrorCode::ERR_TIMEOUT,

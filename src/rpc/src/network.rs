@@ -156,11 +156,7 @@ impl Network {
             let local = self.inner.local.read().expect("local endpoints");
             local.get(&to).map(|endpoint| endpoint.typed::<M>())
         };
-        let timed_out = || RpcError::Timeout {
-            method: M::METHOD,
-            to,
-            after_ms: timeout.as_millis() as u64,
-        };
+        let timed_out = || RpcError::timeout(M::METHOD, to, timeout);
         match local {
             Some(Some(handler)) => match tokio::time::timeout(timeout, handler(req)).await {
                 Ok(Ok(resp)) => Ok(resp),
