@@ -238,7 +238,9 @@ impl ProcessCluster {
             self.meta_addrs.clone(),
             ClientOptions {
                 timeout,
-                meta_timeout: Duration::from_secs(5),
+                // Longer than a table creation may wait for its partitions to open
+                // (`meta_server.create_wait_ready_ms`, 10 s), which a busy machine can need.
+                meta_timeout: Duration::from_secs(15),
                 ..Default::default()
             },
         )
