@@ -278,8 +278,9 @@ pub struct NetworkConfig {
     pub rpc_timeout_ms: u64,
     /// The local address outgoing connections are bound to (empty: the system chooses).
     pub source_address: String,
-    /// Threads that read and write sockets (frames are handed to the actors' threads). One keeps
-    /// up with tens of thousands of requests a second and crosses threads least.
+    /// Threads that read and write sockets. 0: in a process with one replica actor thread, the
+    /// sockets run on that thread (a frame reaches its actor without waking another thread),
+    /// otherwise on one thread of their own. 1..=64: that many threads of their own.
     pub io_threads: u32,
 }
 
@@ -297,7 +298,7 @@ impl Default for NetworkConfig {
             connect_timeout_ms: 3_000,
             rpc_timeout_ms: 10_000,
             source_address: String::new(),
-            io_threads: 1,
+            io_threads: 0,
         }
     }
 }
@@ -485,8 +486,8 @@ impl AerieConfig {
         if self.network.rpc_timeout_ms == 0 || self.network.connect_timeout_ms == 0 {
             return Err(invalid("network.rpc_timeout_ms", "timeouts must be at least 1 ms"));
         }
-        if self.network.io_threads == 0 || self.network.io_threads > 64 {
-            return Err(invalid("network.io_threads", "must be within 1..=64"));
+        if self.network.io_threads > 64 {
+            return Err(invalid("network.io_threads", "must be within 0..=64"));
         }
         if !self.network.source_address.is_empty() && self.network.source_ip().is_none() {
             return Err(invalid(
@@ -539,12 +540,12 @@ mod tests {
     #[test]
     fn io_threads_must_be_within_bounds() {
         let mut config = AerieConfig::default();
-        for bad in [0, 65] {
-            config.network.io_threads = bad;
-            assert_eq!(config.validate().unwrap_err().key, "network.io_threads");
+        config.network.io_threads = 65;
+        assert_eq!(config.validate().unwrap_err().key, "network.io_threads");
+        for good in [0, 1, 64] {
+            config.network.io_threads = good;
+            assert!(config.validate().is_ok());
         }
-        config.network.io_threads = 4;
-        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -93,7 +93,17 @@ impl Network {
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
-        Ok(Network {
+        Ok(Self::with_runtime(options, Some(runtime), handle))
+    }
+
+    /// A network whose sockets live on a runtime someone else runs (an actor thread's, so that a
+    /// frame reaches its actor without waking another thread).
+    pub fn on_runtime(options: NetworkOptions, handle: tokio::runtime::Handle) -> Network {
+        Self::with_runtime(options, None, handle)
+    }
+
+    fn with_runtime(options: NetworkOptions, runtime: Option<Runtime>, handle: tokio::runtime::Handle) -> Network {
+        Network {
             inner: Arc::new(Inner {
                 pool: Arc::new(ConnectionPool::new(
                     options.max_frame_bytes,
@@ -103,9 +113,9 @@ impl Network {
                 options,
                 local: RwLock::default(),
                 faults: FaultFilter::default(),
-                io: IoRuntime(Mutex::new(Some(runtime)), handle),
+                io: IoRuntime(Mutex::new(runtime), handle),
             }),
-        })
+        }
     }
 
     pub fn faults(&self) -> &FaultFilter {
