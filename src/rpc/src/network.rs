@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 pub struct NetworkOptions {
     pub max_frame_bytes: usize,
     pub connect_timeout: Duration,
-    /// Threads of the runtime that does socket I/O.
+    /// Threads of the network's own runtime for socket I/O (0 counts as 1).
     pub io_threads: usize,
     /// The local address outgoing connections are bound to (`None`: the system chooses).
     pub source_address: Option<std::net::IpAddr>,
@@ -49,7 +49,8 @@ struct Inner {
     io: IoRuntime,
 }
 
-/// The runtime that owns every socket. Dropping it from inside an async context is allowed.
+/// The runtime every socket runs on: the network's own (kept here, shut down on drop, which is
+/// allowed from inside an async context), or one that someone else runs (only its handle).
 struct IoRuntime(Mutex<Option<Runtime>>, tokio::runtime::Handle);
 
 impl Drop for IoRuntime {

@@ -56,10 +56,10 @@ fn actor_threads(configured: u32, cpus: usize) -> usize {
 }
 
 /// Whether the sockets run on the replica actors' thread: for `network.io_threads = 0` when there
-/// is exactly one actor thread. Then a frame reaches its actor, and an answer its socket, without
-/// waking another thread: on the 2-core machine about 18 % more replicated writes and 16 % less
-/// server CPU per write (docs/benchmarks.md). With several actor threads most frames would still
-/// cross threads, and one of them would carry every socket besides its actors.
+/// is exactly one actor thread, so that a frame reaches its actor, and an answer its socket,
+/// without waking another thread (docs/architecture.md has the figures and the price). With
+/// several actor threads most frames would still cross threads, and one of them would carry every
+/// socket besides its actors.
 fn sockets_on_actor_thread(io_threads: u32, actor_threads: usize) -> bool {
     io_threads == 0 && actor_threads == 1
 }
@@ -82,7 +82,7 @@ async fn run_roles(
     let options = NetworkOptions {
         max_frame_bytes: config.network.max_frame_bytes as usize,
         connect_timeout: Duration::from_millis(config.network.connect_timeout_ms),
-        io_threads: (config.network.io_threads as usize).max(1),
+        io_threads: config.network.io_threads as usize,
         source_address: config.network.source_ip(),
     };
     let network = match sockets {
